@@ -1,0 +1,85 @@
+"""roma's common example schema: what the synthetic suite and every benchmark loader produce.
+
+One example (a row of a ``datasets.Dataset``):
+
+=============  =====================================================================================
+column         meaning
+=============  =====================================================================================
+``id``         str, unique within its dataset; seeds every degradation of this example
+``task``       str, the family / benchmark sub-task (used for per-task breakdowns)
+``image``      PIL image (RGB)
+``prompt``     conversational prompt, ``[{"role": "user", "content": [{"type": "image"},
+               {"type": "text", "text": ...}]}]`` — asks for reasoning in ``<think>…</think>``
+               and the final answer in ``\\boxed{}`` (see :func:`make_prompt`)
+``answer``     str, the gold answer (a choice letter for multiple choice)
+``choices``    list[str], the option texts in letter order (empty for free-form answers)
+``answer_type`` str, one of :data:`ANSWER_TYPES`: ``choice`` (a letter), ``number``, ``text``
+``tolerance``  float, relative numeric tolerance for ``number`` answers (0.0 = exact; ChartQA: 0.05)
+=============  =====================================================================================
+
+TRL's GRPOTrainer passes every extra column to reward functions as keyword lists, so ``choices``,
+``answer_type`` and ``tolerance`` reach :func:`roma.rewards.accuracy_reward` unchanged.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+COLUMNS: tuple[str, ...] = ("id", "task", "image", "prompt", "answer", "choices", "answer_type", "tolerance")
+ANSWER_TYPES: tuple[str, ...] = ("choice", "number", "text")
+LETTERS: str = string.ascii_uppercase
+
+INSTRUCTION = (
+    "Think step by step inside <think> </think> tags, then give the final answer in \\boxed{}."
+)
+
+
+def format_choices(choices: list[str]) -> str:
+    """``["3", "5"]`` -> ``"A. 3\\nB. 5"``."""
+    if len(choices) > len(LETTERS):
+        raise ValueError(f"at most {len(LETTERS)} choices are supported, got {len(choices)}")
+    return "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+
+
+def prompt_text(question: str, choices: list[str] | None = None) -> str:
+    """The user text of a prompt: question, lettered options (if any), then the answer instruction."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
+    parts = [question.strip()]
+    if choices:
+        parts.append("Options:\n" + format_choices(list(choices)))
+        parts.append(INSTRUCTION + " Answer with the option's letter.")
+    else:
+        parts.append(INSTRUCTION)
+    return "\n".join(parts)
+
+
+def make_prompt(question: str, choices: list[str] | None = None) -> list[dict[str, Any]]:
+    """The conversational prompt of one example: one user turn holding the image and the text."""
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": prompt_text(question, choices)}],
+        }
+    ]
+
+
+def validate_example(example: dict[str, Any], *, source: str = "example") -> None:
+    """Raise ``ValueError`` naming ``source`` and the field when an example breaks the schema."""
+    missing = [c for c in COLUMNS if c not in example]
+    if missing:
+        raise ValueError(f"{source}: missing field(s) {missing}; the schema needs {list(COLUMNS)}")
+    if example["answer_type"] not in ANSWER_TYPES:
+        raise ValueError(
+            f"{source}: answer_type {example['answer_type']!r} is not one of {list(ANSWER_TYPES)}"
+        )
+    if example["answer_type"] == "choice":
+        n = len(example["choices"])
+        if n < 2 or example["answer"] not in LETTERS[:n]:
+            raise ValueError(
+                f"{source}: a choice answer must be one of the letters {list(LETTERS[:n])} "
+                f"of its {n} choices, got {example['answer']!r}"
+            )
+    if not isinstance(example["tolerance"], (int, float)) or example["tolerance"] < 0:
+        raise ValueError(f"{source}: tolerance must be a float >= 0, got {example['tolerance']!r}")
