@@ -1,0 +1,433 @@
+"""The synthetic visual-reasoning suite: small seeded scenes whose answers need the image.
+
+Five families mirror the kinds of question the paper's benchmarks ask:
+
+==========  ===========================================================  ===========  ===============
+family      question                                                     answer       mirrors
+==========  ===========================================================  ===========  ===============
+``count``   "How many red shapes are in the image?" (0–4 of them among    number       MMStar (perception)
+            at most 6 shapes, the others in other colours)
+``color``   "What colour is the triangle?" (one circle, one square, one   text (word)  MMStar (attributes)
+            triangle, three different colours)
+``chart``   "What is the value of bar C in the chart?" (four bars, 1–8,  number       ChartQA
+            axis ticks every 2 units)
+``arith``   "What is the sum of the two numbers in the image?" / "... the  number       MathVista
+            larger number minus the smaller one?" (two digits 1–9)
+``spatial`` "Where is the red circle relative to the blue square?"        choice       LogicVista
+            (left / right / above / below, options shuffled)
+==========  ===========================================================  ===========  ===============
+
+Every example is drawn from a **scene**, a small JSON-able dict that fully determines the image
+(:func:`render`) and the answer (:func:`solve`). The image is cut into a 4×4 grid of cells, one cell
+per vision token of the tiny model at the default 128 px (patch 16, spatial merge 2); objects sit in
+cells with a random offset. Sizes are given at 128 px and scale with ``image_size``.
+
+Difficulty is calibrated for a ~1.5 M-parameter model trained from random weights for a few minutes:
+the marks are large enough that the clean image is unambiguous (shapes 12–20 px, digits ~10 px high)
+and fine enough that Level-3 degradations destroy part of the evidence (a 0.25 downscale of a
+128 px image leaves 3 px per digit; telling a circle from a square needs edges that blur removes;
+strong noise moves colours across the red/orange and blue/purple boundaries).
+
+Splits: ``load_split("train" | "validation" | "test", n)`` seeds the generator with
+:data:`SPLIT_SEEDS` and, in addition, keeps only scenes whose content hash (pixel offsets excluded) falls
+in that split's buckets, so no scene appears in two splits whatever ``n`` is.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from roma.data.schema import LETTERS, make_prompt, prompt_text, validate_example
+
+FAMILIES: tuple[str, ...] = ("count", "color", "chart", "arith", "spatial")
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "orange": (240, 140, 30),
+    "yellow": (225, 200, 30),
+    "green": (40, 160, 70),
+    "blue": (45, 85, 225),
+    "purple": (150, 70, 190),
+}
+COUNT_TARGETS: tuple[str, ...] = ("red", "green", "blue")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+RELATIONS: tuple[str, ...] = ("left", "right", "above", "below")
+BAR_NAMES: str = "ABCD"
+BAR_MAX: int = 8
+
+GRID = 4  # cells per side
+BASE_SIZE = 128  # all pixel sizes below are at this image side and scale with image_size
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+
+SPLIT_SEEDS: dict[str, int] = {"train": 1_000, "validation": 2_000, "test": 3_000}
+_N_BUCKETS = 10
+SPLIT_BUCKETS: dict[str, tuple[int, ...]] = {"train": tuple(range(8)), "validation": (8,), "test": (9,)}
+_PIXEL_FIELDS = frozenset({"x", "y", "size"})  # layout detail left out of the split key
+
+
+# --------------------------------------------------------------------------------------------- scenes
+# Each sampler draws one scene with a numpy Generator: semantic content first, then pixel layout.
+
+
+def _cells(rng: np.random.Generator, k: int) -> list[tuple[int, int]]:
+    """``k`` distinct (row, col) cells of the grid."""
+    flat = rng.choice(GRID * GRID, size=k, replace=False)
+    return [(int(i) // GRID, int(i) % GRID) for i in flat]
+
+
+def _place(rng: np.random.Generator, cell: tuple[int, int], size: int) -> dict[str, int]:
+    """Centre of a mark of ``size`` px (at 128 px) inside ``cell``, at a random offset that keeps it inside."""
+    cell_px = BASE_SIZE // GRID
+    margin = (cell_px - size) // 2
+    dx, dy = (int(v) for v in rng.integers(-margin + 1, margin, size=2))
+    row, col = cell
+    return {"x": col * cell_px + cell_px // 2 + dx, "y": row * cell_px + cell_px // 2 + dy, "size": size}
+
+
+def _shape(rng: np.random.Generator, kind: str, colour: str, cell: tuple[int, int], low: int, high: int):
+    return {"kind": kind, "colour": colour, "cell": list(cell), **_place(rng, cell, int(rng.integers(low, high)))}
+
+
+def _sample_count(rng: np.random.Generator) -> dict[str, Any]:
+    target = str(rng.choice(COUNT_TARGETS))
+    n_target = int(rng.integers(0, 5))  # the answer, uniform over 0..4
+    n_other = int(rng.integers(1 if n_target == 0 else 0, 7 - n_target))  # at most 6 shapes in all
+    others = [c for c in COLOURS if c != target]
+    colours = [target] * n_target + [str(rng.choice(others)) for _ in range(n_other)]
+    cells = _cells(rng, len(colours))
+    shapes = [_shape(rng, str(rng.choice(SHAPES)), c, cell, 15, 21) for c, cell in zip(colours, cells)]
+    return {"family": "count", "target": target, "shapes": shapes}
+
+
+def _sample_color(rng: np.random.Generator) -> dict[str, Any]:
+    colours = [str(c) for c in rng.choice(list(COLOURS), size=len(SHAPES), replace=False)]
+    cells = _cells(rng, len(SHAPES))
+    shapes = [_shape(rng, kind, c, cell, 12, 17) for kind, c, cell in zip(SHAPES, colours, cells)]
+    return {"family": "color", "target": str(rng.choice(SHAPES)), "shapes": shapes}
+
+
+def _sample_chart(rng: np.random.Generator) -> dict[str, Any]:
+    values = [int(v) for v in rng.integers(1, BAR_MAX + 1, size=len(BAR_NAMES))]
+    return {"family": "chart", "values": values, "target": str(rng.choice(list(BAR_NAMES)))}
+
+
+def _sample_arith(rng: np.random.Generator) -> dict[str, Any]:
+    digits = [int(v) for v in rng.integers(1, 10, size=2)]
+    op = str(rng.choice(["sum", "difference"]))
+    cells = sorted(_cells(rng, 2))  # reading order: top to bottom, left to right
+    numbers = [{"value": d, "cell": list(cell), **_place(rng, cell, 12)} for d, cell in zip(digits, cells)]
+    return {"family": "arith", "op": op, "numbers": numbers}
+
+
+def _sample_spatial(rng: np.random.Generator) -> dict[str, Any]:
+    relation = str(rng.choice(RELATIONS))  # where the first shape is relative to the second
+    line = int(rng.integers(0, GRID))  # the shared row (left/right) or column (above/below)
+    i, j = sorted(int(v) for v in rng.choice(GRID, size=2, replace=False))
+    first, second = {"left": (i, j), "right": (j, i), "above": (i, j), "below": (j, i)}[relation]
+    if relation in ("left", "right"):
+        cells = [(line, first), (line, second)]
+    else:
+        cells = [(first, line), (second, line)]
+    colours = [str(c) for c in rng.choice(list(COLOURS), size=2, replace=False)]
+    kinds = [str(k) for k in rng.choice(SHAPES, size=2)]
+    shapes = [_shape(rng, k, c, cell, 14, 19) for k, c, cell in zip(kinds, colours, cells)]
+    order = [str(r) for r in rng.permutation(RELATIONS)]
+    return {"family": "spatial", "shapes": shapes, "choices": order}
+
+
+_SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
+    "count": _sample_count,
+    "color": _sample_color,
+    "chart": _sample_chart,
+    "arith": _sample_arith,
+    "spatial": _sample_spatial,
+}
+
+
+# ------------------------------------------------------------------------------------ question + answer
+
+
+@dataclass(frozen=True)
+class Solved:
+    """What a scene asks and answers: the question, option texts, gold answer and the worked reasoning."""
+
+    question: str
+    choices: list[str]
+    answer: str
+    answer_type: str
+    reasoning: str  # the text inside <think>…</think>
+
+
+def _name(shape: dict[str, Any]) -> str:
+    return f"{shape['colour']} {shape['kind']}"
+
+
+def _relation(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """Where ``first`` lies relative to ``second``, from their grid cells (same row or same column)."""
+    (r1, c1), (r2, c2) = first["cell"], second["cell"]
+    if r1 == r2 and c1 != c2:
+        return "left" if c1 < c2 else "right"
+    if c1 == c2 and r1 != r2:
+        return "above" if r1 < r2 else "below"
+    raise ValueError(f"shapes at cells {first['cell']} and {second['cell']} share neither a row nor a column")
+
+
+def solve(scene: dict[str, Any]) -> Solved:
+    """The question, answer and worked reasoning of a scene (the scene alone decides them)."""
+    family = scene["family"]
+    if family == "count":
+        n = sum(s["colour"] == scene["target"] for s in scene["shapes"])
+        noun = "shape" if n == 1 else "shapes"
+        return Solved(
+            f"How many {scene['target']} shapes are in the image?", [], str(n), "number",
+            f"There {'is' if n == 1 else 'are'} {n} {scene['target']} {noun}.",
+        )
+    if family == "color":
+        (shape,) = [s for s in scene["shapes"] if s["kind"] == scene["target"]]
+        return Solved(
+            f"What colour is the {scene['target']}?", [], shape["colour"], "text",
+            f"The {scene['target']} is {shape['colour']}.",
+        )
+    if family == "chart":
+        value = scene["values"][BAR_NAMES.index(scene["target"])]
+        return Solved(
+            f"What is the value of bar {scene['target']} in the chart?", [], str(value), "number",
+            f"Bar {scene['target']} reaches {value}.",
+        )
+    if family == "arith":
+        a, b = (n["value"] for n in scene["numbers"])
+        if scene["op"] == "sum":
+            question, work, value = "What is the sum of the two numbers in the image?", f"{a} + {b}", a + b
+        elif scene["op"] == "difference":
+            question = "What is the larger number minus the smaller number in the image?"
+            work, value = f"{max(a, b)} - {min(a, b)}", max(a, b) - min(a, b)
+        else:
+            raise ValueError(f"unknown arith op {scene['op']!r}; expected 'sum' or 'difference'")
+        return Solved(question, [], str(value), "number", f"{work} = {value}")
+    if family == "spatial":
+        first, second = scene["shapes"]
+        relation = _relation(first, second)
+        letter = LETTERS[scene["choices"].index(relation)]
+        return Solved(
+            f"Where is the {_name(first)} relative to the {_name(second)}?", list(scene["choices"]), letter,
+            "choice", f"The {_name(first)} is {_RELATION_TEXT[relation]} the {_name(second)}.",
+        )
+    raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
+
+
+_RELATION_TEXT = {"left": "left of", "right": "right of", "above": "above", "below": "below"}
+
+
+def solution_text(solved: Solved) -> str:
+    """The worked solution the SFT warm-up imitates: ``<think>reasoning</think>\\boxed{answer}``."""
+    return f"<think>{solved.reasoning}</think>\\boxed{{{solved.answer}}}"
+
+
+# ------------------------------------------------------------------------------------------- drawing
+
+
+@functools.lru_cache(maxsize=16)
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled font (no font file needed) at ``px`` pixels."""
+    return ImageFont.load_default(size=px)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: dict[str, Any], scale: float) -> None:
+    x, y, half = shape["x"] * scale, shape["y"] * scale, shape["size"] * scale / 2
+    fill = COLOURS[shape["colour"]]
+    box = [x - half, y - half, x + half - 1, y + half - 1]
+    if shape["kind"] == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape["kind"] == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape["kind"] == "triangle":
+        draw.polygon([(x, y - half), (x + half - 1, y + half - 1), (x - half, y + half - 1)], fill=fill)
+    else:
+        raise ValueError(f"unknown shape kind {shape['kind']!r}; expected one of {list(SHAPES)}")
+
+
+def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, px: float) -> None:
+    """``text`` centred on ``xy`` (the middle of its ink box)."""
+    draw.text(xy, text, fill=INK, font=_font(max(6, round(px))), anchor="mm")
+
+
+# chart layout at 128 px: baseline, unit height, bar slots
+_CHART_BASELINE = 112
+_CHART_UNIT = 12
+_CHART_LEFT = 22
+_CHART_SLOT = 26
+_CHART_BAR = 14
+
+
+def _draw_chart(draw: ImageDraw.ImageDraw, scene: dict[str, Any], scale: float) -> None:
+    s = scale
+    top = _CHART_BASELINE - BAR_MAX * _CHART_UNIT
+    for tick in range(0, BAR_MAX + 1, 2):  # light gridlines with their labels
+        y = (_CHART_BASELINE - tick * _CHART_UNIT) * s
+        draw.line([(_CHART_LEFT * s, y), ((BASE_SIZE - 2) * s, y)], fill=(205, 205, 205), width=max(1, round(s)))
+        _draw_text(draw, ((_CHART_LEFT - 8) * s, y), str(tick), 10 * s)
+    axis = max(1, round(s))
+    draw.line([(_CHART_LEFT * s, top * s), (_CHART_LEFT * s, _CHART_BASELINE * s)], fill=INK, width=axis)
+    for i, (name, value) in enumerate(zip(BAR_NAMES, scene["values"])):
+        centre = _CHART_LEFT + _CHART_SLOT * i + _CHART_SLOT // 2 + 1
+        box = [
+            (centre - _CHART_BAR // 2) * s, (_CHART_BASELINE - value * _CHART_UNIT) * s,
+            (centre + _CHART_BAR // 2) * s - 1, _CHART_BASELINE * s - 1,
+        ]
+        draw.rectangle(box, fill=COLOURS["blue"])
+        _draw_text(draw, (centre * s, (_CHART_BASELINE + 8) * s), name, 10 * s)
+    draw.line([(_CHART_LEFT * s, _CHART_BASELINE * s), ((BASE_SIZE - 2) * s, _CHART_BASELINE * s)], fill=INK, width=axis)
+
+
+def render(scene: dict[str, Any], image_size: int = BASE_SIZE) -> Image.Image:
+    """Draw a scene as an ``image_size``×``image_size`` RGB image (``image_size`` a multiple of 32)."""
+    if not isinstance(image_size, int) or image_size < 32 or image_size % 32:
+        raise ValueError(f"image_size must be a positive multiple of 32 (patch 16 × merge 2), got {image_size!r}")
+    image = Image.new("RGB", (image_size, image_size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    scale = image_size / BASE_SIZE
+    family = scene["family"]
+    if family in ("count", "color", "spatial"):
+        for shape in scene["shapes"]:
+            _draw_shape(draw, shape, scale)
+    elif family == "chart":
+        _draw_chart(draw, scene, scale)
+    elif family == "arith":
+        for number in scene["numbers"]:
+            _draw_text(draw, (number["x"] * scale, number["y"] * scale), str(number["value"]), 14 * scale)
+    else:
+        raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
+    return image
+
+
+# ---------------------------------------------------------------------------------------- generation
+
+
+def _scene_key(scene: Any) -> Any:
+    """The scene without its pixel layout: two scenes with the same key ask the same thing of the same content."""
+    if isinstance(scene, dict):
+        return {k: _scene_key(v) for k, v in scene.items() if k not in _PIXEL_FIELDS}
+    if isinstance(scene, list):
+        return [_scene_key(v) for v in scene]
+    return scene
+
+
+def scene_bucket(scene: dict[str, Any]) -> int:
+    """A stable hash bucket in ``[0, 10)`` of the scene's content; the buckets decide the split."""
+    key = json.dumps(_scene_key(scene), sort_keys=True).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % _N_BUCKETS
+
+
+def _check_families(families: Sequence[str] | None) -> tuple[str, ...]:
+    if families is None:
+        return FAMILIES
+    if isinstance(families, str):
+        raise TypeError(f"families must be a sequence of family names, got the string {families!r}")
+    chosen = tuple(families)
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if not chosen or unknown:
+        raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {list(chosen)}")
+    return chosen
+
+
+def _scenes(n: int, seed: int, families: tuple[str, ...], split: str | None) -> list[dict[str, Any]]:
+    """Example ``i`` has family ``families[i % len]`` and its own generator seeded by ``(seed, i)``."""
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    if split is not None and split not in SPLIT_BUCKETS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLIT_BUCKETS)}")
+    scenes = []
+    for i in range(n):
+        family = families[i % len(families)]
+        rng = np.random.default_rng([seed, i])
+        scene = _SAMPLERS[family](rng)
+        while split is not None and scene_bucket(scene) not in SPLIT_BUCKETS[split]:
+            scene = _SAMPLERS[family](rng)
+        scenes.append(scene)
+    return scenes
+
+
+def _example(scene: dict[str, Any], example_id: str, image_size: int) -> dict[str, Any]:
+    solved = solve(scene)
+    example = {
+        "id": example_id,
+        "task": scene["family"],
+        "image": render(scene, image_size),
+        "prompt": make_prompt(solved.question, solved.choices or None),
+        "answer": solved.answer,
+        "choices": solved.choices,
+        "answer_type": solved.answer_type,
+        "tolerance": 0.0,
+        "solution": solution_text(solved),
+        "scene": json.dumps(scene, sort_keys=True),
+    }
+    validate_example(example, source=example_id)
+    return example
+
+
+def generate(
+    n: int,
+    *,
+    seed: int,
+    families: Sequence[str] | None = None,
+    image_size: int = BASE_SIZE,
+    split: str | None = None,
+):
+    """``n`` examples (families in turn) as a ``datasets.Dataset`` in roma's schema plus ``solution``/``scene``.
+
+    Same ``(n, seed, families, image_size, split)`` → identical images and answers; the first ``m`` examples
+    of a larger ``n`` are the ``m`` examples of the smaller one. ``split`` keeps only scenes of that split's
+    hash buckets (see :func:`load_split`); ``None`` keeps every scene.
+    """
+    import datasets
+
+    chosen = _check_families(families)
+    prefix = split or "any"
+    rows = [
+        _example(scene, f"syn-{prefix}-{seed}-{i:06d}", image_size)
+        for i, scene in enumerate(_scenes(n, seed, chosen, split))
+    ]
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "image": datasets.Image(),
+            "prompt": [{"role": datasets.Value("string"),
+                        "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
+            "answer": datasets.Value("string"),
+            "choices": [datasets.Value("string")],
+            "answer_type": datasets.Value("string"),
+            "tolerance": datasets.Value("float64"),
+            "solution": datasets.Value("string"),
+            "scene": datasets.Value("string"),
+        }
+    )
+    columns = {name: [row[name] for row in rows] for name in features}
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def load_split(name: str, n: int, *, families: Sequence[str] | None = None, image_size: int = BASE_SIZE):
+    """``n`` examples of the ``train`` / ``validation`` / ``test`` split; splits never share a scene."""
+    if name not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {name!r}; expected one of {list(SPLIT_SEEDS)}")
+    return generate(n, seed=SPLIT_SEEDS[name], families=families, image_size=image_size, split=name)
+
+
+def tokenizer_corpus(*, seed: int = 0, n: int = 2000) -> list[str]:
+    """Texts the tokenizer must handle well: prompt texts, worked solutions, and every answer word and number."""
+    texts = []
+    for scene in _scenes(n, seed, FAMILIES, None):
+        solved = solve(scene)
+        texts.append(prompt_text(solved.question, solved.choices or None))
+        texts.append(solution_text(solved))
+    texts += [" ".join(COLOURS), " ".join(SHAPES), " ".join(RELATIONS), " ".join(str(i) for i in range(101))]
+    return texts

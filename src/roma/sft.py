@@ -1,0 +1,420 @@
+"""``roma sft``: supervised warm-up of a (random) tiny Qwen3-VL on the synthetic suite's worked solutions.
+
+RL from a random policy never sees a reward, so the GRPO / ROMA runs start from a base policy with
+moderate accuracy. This command makes one::
+
+    roma sft --config configs/tiny-sft.yaml [--key value ...]
+
+1. Builds the tiny model with :func:`roma.models.build_tiny_qwen3vl` if ``model_dir`` does not exist.
+2. Trains it with TRL's ``SFTTrainer`` on ``load_split("train")``: conversational prompt–completion rows
+   (``prompt`` = the user turn with the image, ``completion`` = the assistant turn holding
+   ``<think>…</think>\\boxed{answer}``), so TRL's vision collator processes images on the fly and the
+   loss covers the completion tokens only (``completion_only_loss``).
+3. Every ``eval_every_steps`` a callback measures greedy accuracy on the validation split and stops
+   training once it reaches ``target_accuracy`` (or at ``max_steps`` / ``max_minutes``): a tiny model
+   trained from random weights sits at chance and then jumps, so stopping on time alone would give a
+   base that is either useless or saturated.
+4. Saves the model and processor to ``<output_dir>/model``, measures the test split (overall and per
+   family) and writes ``config.yaml`` (resolved), ``run_info.json`` (package versions, git commit) and
+   ``metrics.json`` (validation curve, losses, test accuracy, timings) to ``output_dir``.
+
+:func:`greedy_accuracy` is a deliberately minimal batched greedy evaluator (left padding, vision tokens
+suppressed, answers scored by :mod:`roma.rewards`), enough for the stopping rule and the warm-up
+report; the evaluation package has the full clean / seen / unseen protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from transformers import TrainerCallback
+
+from roma.data.synthetic import FAMILIES, load_split
+
+
+@dataclass
+class SFTRunConfig:
+    """Everything an SFT warm-up run depends on; YAML (``--config``) and CLI flags override these defaults."""
+
+    model_dir: str = field(
+        default="runs/tiny-model",
+        metadata={"help": "Folder of the model to train. If it does not exist, a random tiny Qwen3-VL is built "
+                  "there first (roma.models.build_tiny_qwen3vl with `seed`)."},
+    )
+    output_dir: str = field(
+        default="runs/sft",
+        metadata={"help": "Where the base policy (<output_dir>/model) and the run records are written."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seeds the model build, the data order and the trainer."})
+    families: list[str] = field(
+        default_factory=lambda: list(FAMILIES),
+        metadata={"help": f"Synthetic families to train and evaluate on, a subset of {list(FAMILIES)}."},
+    )
+    image_size: int = field(
+        default=128,
+        metadata={"help": "Image side in pixels, a multiple of 32 (128 gives 16 vision tokens)."},
+    )
+    train_examples: int = field(
+        default=16_000,
+        metadata={"help": "Size of the training split; the trainer cycles through it (more examples than "
+                  "steps × batch means no example is seen twice)."},
+    )
+    validation_examples: int = field(
+        default=250, metadata={"help": "Validation examples measured every eval_every_steps (stopping rule)."}
+    )
+    test_examples: int = field(
+        default=500,
+        metadata={"help": "Held-out test examples measured once at the end (0 skips it); ~±2 points at 500."},
+    )
+    batch_size: int = field(default=32, metadata={"help": "Training sequences per optimiser step."})
+    learning_rate: float = field(
+        default=2e-3, metadata={"help": "Peak AdamW learning rate (a tiny model from scratch wants a large one)."}
+    )
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "transformers scheduler name, decayed over max_steps."}
+    )
+    warmup_steps: int = field(default=50, metadata={"help": "Linear learning-rate warm-up steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_steps: int = field(default=3000, metadata={"help": "Hard limit on optimiser steps."})
+    max_minutes: float = field(
+        default=5.0,
+        metadata={"help": "Wall-clock limit of the training loop (validation included); checked after each step."},
+    )
+    eval_every_steps: int = field(
+        default=50, metadata={"help": "Measure validation accuracy every this many steps."}
+    )
+    target_accuracy: float = field(
+        default=0.55,
+        metadata={"help": "Stop as soon as validation accuracy reaches this: the base must be moderate, "
+                  "neither at chance (no RL signal) nor saturated (nothing left to learn or to lose)."},
+    )
+    eval_batch_size: int = field(default=50, metadata={"help": "Prompts per batched greedy generate call."})
+    max_new_tokens: int = field(
+        default=32, metadata={"help": "Generation budget; the worked solutions are 15–25 tokens long."}
+    )
+    num_threads: int = field(
+        default=2, metadata={"help": "torch CPU threads (1 gives steadier timings on a shared 2-core machine)."}
+    )
+    logging_steps: int = field(default=10, metadata={"help": "Log the training loss every this many steps."})
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if not self.families or unknown:
+            raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {self.families}")
+        if self.image_size <= 0 or self.image_size % 32:
+            raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        if not 0.0 < self.target_accuracy <= 1.0:
+            raise ValueError(f"target_accuracy must lie in (0, 1], got {self.target_accuracy}")
+        positive = {
+            name: getattr(self, name)
+            for name in ("train_examples", "validation_examples", "batch_size", "max_steps", "max_minutes",
+                         "eval_every_steps", "eval_batch_size", "max_new_tokens", "num_threads", "logging_steps")
+        }
+        bad = {k: v for k, v in positive.items() if v <= 0}
+        if bad:
+            raise ValueError(f"these settings must be > 0: {bad}")
+        if self.test_examples < 0:
+            raise ValueError(f"test_examples must be >= 0, got {self.test_examples}")
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+class GreedyEval(NamedTuple):
+    """Result of :func:`greedy_accuracy`: mean accuracy, per-example correctness, decoded completions."""
+
+    accuracy: float
+    correct: list[bool]
+    completions: list[str]
+
+
+@torch.no_grad()
+def greedy_completions(
+    model: Any, processor: Any, prompts: Sequence[list[dict]], images: Sequence[Any], *, batch_size: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """Greedy completions of conversational ``prompts`` (one image each), batched with left padding."""
+    from roma.models import vision_token_ids
+
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; one image per prompt")
+    tokenizer = processor.tokenizer
+    was_training = model.training
+    model.eval()
+    completions: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        texts = [
+            processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+            for p in prompts[start : start + batch_size]
+        ]
+        inputs = processor(
+            text=texts, images=list(images[start : start + batch_size]), padding=True, padding_side="left",
+            return_tensors="pt",
+        )
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=vision_token_ids(processor),
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        completion_ids = output[:, inputs["input_ids"].shape[1] :]  # (B, T) left padding: prompts end together
+        completions += tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    model.train(was_training)
+    return completions
+
+
+def greedy_accuracy(
+    model: Any, processor: Any, dataset: Any, *, batch_size: int = 50, max_new_tokens: int = 32,
+    images: Sequence[Any] | None = None,
+) -> GreedyEval:
+    """Greedy accuracy of ``model`` on a dataset in roma's schema.
+
+    ``images`` replaces the dataset's images (e.g. degraded views, same order); the answer of each
+    completion is ``roma.rewards.extract_answer`` scored by ``roma.rewards.is_correct`` with the row's
+    ``answer_type``, ``choices`` and ``tolerance``.
+    """
+    from roma.rewards import extract_answer, is_correct
+
+    images = list(dataset["image"]) if images is None else list(images)
+    completions = greedy_completions(
+        model, processor, dataset["prompt"], images, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
+    correct = [
+        bool(is_correct(extract_answer(text), row["answer"], answer_type=row["answer_type"],
+                        choices=row["choices"], tolerance=row["tolerance"]))
+        for text, row in zip(completions, dataset.select_columns(["answer", "answer_type", "choices", "tolerance"]))
+    ]
+    return GreedyEval(sum(correct) / max(len(correct), 1), correct, completions)
+
+
+def accuracy_by_task(tasks: Sequence[str], correct: Sequence[bool]) -> dict[str, float]:
+    """Mean of ``correct`` per task name, tasks in order of first appearance."""
+    if len(tasks) != len(correct):
+        raise ValueError(f"got {len(tasks)} tasks but {len(correct)} correctness flags")
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for task, ok in zip(tasks, correct):
+        groups[task].append(bool(ok))
+    return {task: sum(oks) / len(oks) for task, oks in groups.items()}
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+class AccuracyStop(TrainerCallback):
+    """Measure validation accuracy every ``every_steps`` steps; stop at ``target`` accuracy or ``max_seconds``.
+
+    The clock starts at ``on_train_begin`` and includes the validation passes; ``history`` keeps one
+    record per measurement and ``reason`` says why training stopped (``target``, ``time`` or ``max_steps``).
+    """
+
+    def __init__(self, evaluate, *, every_steps: int, target: float, max_seconds: float):
+        self.evaluate = evaluate  # (model) -> accuracy
+        self.every_steps = every_steps
+        self.target = target
+        self.max_seconds = max_seconds
+        self.history: list[dict[str, float]] = []
+        self.reason = "max_steps"
+        self.eval_seconds = 0.0
+        self._start = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.monotonic()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        out_of_time = self.elapsed() >= self.max_seconds
+        last_step = state.global_step >= state.max_steps
+        if state.global_step % self.every_steps == 0 or out_of_time or last_step:
+            tic = time.monotonic()
+            accuracy = self.evaluate(model)
+            self.eval_seconds += time.monotonic() - tic
+            self.history.append(
+                {"step": state.global_step, "seconds": round(self.elapsed(), 2), "val_accuracy": accuracy}
+            )
+            print(f"[roma sft] step {state.global_step}: validation accuracy {accuracy:.3f}", flush=True)
+            if accuracy >= self.target:
+                self.reason = "target"
+                control.should_training_stop = True
+                return control
+        if out_of_time:
+            self.reason = "time"
+            control.should_training_stop = True
+        return control
+
+
+def to_sft_rows(dataset: Any) -> Any:
+    """Keep ``image`` and ``prompt`` and add the conversational ``completion``: the assistant's worked solution."""
+
+    def completion(row: dict[str, Any]) -> dict[str, Any]:
+        return {"completion": [{"role": "assistant", "content": [{"type": "text", "text": row["solution"]}]}]}
+
+    keep = {"image", "prompt", "solution"}
+    rows = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+    return rows.map(completion, remove_columns=["solution"])
+
+
+def run_info() -> dict[str, Any]:
+    """Package versions, Python, platform and the git commit of the source tree (``unknown`` outside git)."""
+    import accelerate
+    import datasets
+    import transformers
+    import trl
+
+    import roma
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {
+        "roma": roma.__version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+        "command": sys.argv,
+    }
+
+
+def run_sft(config: SFTRunConfig) -> Path:
+    """Run the warm-up described by ``config``; return the folder of the base policy (``<output_dir>/model``)."""
+    import yaml
+    from trl import SFTConfig, SFTTrainer
+
+    from roma.models import build_tiny_qwen3vl, load_model_and_processor
+
+    torch.set_num_threads(config.num_threads)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    (out / "run_info.json").write_text(json.dumps(run_info(), indent=2))
+    timings: dict[str, float] = {}
+
+    tic = time.monotonic()
+    if not Path(config.model_dir).exists():
+        build_tiny_qwen3vl(config.model_dir, seed=config.seed)
+    model, processor = load_model_and_processor(config.model_dir)
+    timings["load_model_s"] = time.monotonic() - tic
+
+    tic = time.monotonic()
+    split = {"families": config.families, "image_size": config.image_size}
+    train = to_sft_rows(load_split("train", config.train_examples, **split))
+    validation = load_split("validation", config.validation_examples, **split)
+    timings["make_data_s"] = time.monotonic() - tic
+
+    def validation_accuracy(m: Any) -> float:
+        return greedy_accuracy(
+            m, processor, validation, batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens
+        ).accuracy
+
+    stopper = AccuracyStop(
+        validation_accuracy, every_steps=config.eval_every_steps, target=config.target_accuracy,
+        max_seconds=60.0 * config.max_minutes,
+    )
+    args = SFTConfig(
+        output_dir=str(out / "trainer"),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_steps=config.max_steps,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,  # TRL turns it on by default; on a 1.5 M model it only costs time
+        completion_only_loss=True,
+        max_length=None,  # truncation would cut image tokens or the answer
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train, processing_class=processor, callbacks=[stopper]
+    )
+    tic = time.monotonic()
+    trainer.train()
+    timings["train_loop_s"] = time.monotonic() - tic
+    timings["validation_s"] = stopper.eval_seconds
+    steps = trainer.state.global_step
+    train_only = max(timings["train_loop_s"] - stopper.eval_seconds, 1e-9)
+
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    processor.save_pretrained(str(model_dir))
+
+    metrics: dict[str, Any] = {
+        "stop_reason": stopper.reason,
+        "steps": steps,
+        "examples_seen": steps * config.batch_size,
+        "steps_per_s": steps / train_only,
+        "validation": stopper.history,
+        "train_loss": [
+            {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r
+        ],
+    }
+    if config.test_examples:
+        tic = time.monotonic()
+        test = load_split("test", config.test_examples, **split)
+        result = greedy_accuracy(
+            model, processor, test, batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens
+        )
+        timings["test_s"] = time.monotonic() - tic
+        metrics["test_accuracy"] = result.accuracy
+        metrics["test_accuracy_by_family"] = accuracy_by_task(test["task"], result.correct)
+        metrics["test_examples"] = len(result.correct)
+    metrics["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"[roma sft] stopped by {stopper.reason} after {steps} steps ({metrics['steps_per_s']:.2f} steps/s); "
+          f"base policy in {model_dir}", flush=True)
+    if "test_accuracy" in metrics:
+        print(f"[roma sft] test accuracy {metrics['test_accuracy']:.3f} "
+              f"{json.dumps({k: round(v, 3) for k, v in metrics['test_accuracy_by_family'].items()})}", flush=True)
+    return model_dir
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def parse_config(argv: Sequence[str] | None = None) -> SFTRunConfig:
+    """``--config file.yaml`` then ``--key value`` flags over :class:`SFTRunConfig`; unknown keys raise ``ValueError``."""
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types=[SFTRunConfig], prog="roma sft", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    (config,) = parser.parse_args_and_config(args=list(sys.argv[1:] if argv is None else argv))
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_config(argv)
+    except ValueError as err:
+        print(f"roma sft: {err}", file=sys.stderr)
+        return 2
+    run_sft(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
