@@ -38,7 +38,9 @@ def test_group_advantages_hand_computed() -> None:
     rewards = torch.tensor([1.0, 0.0, 0.0, 2.0, 2.0, 2.0], dtype=torch.float64)
     std1 = math.sqrt(1 / 3)
     expected_group = [2 / 3 / (std1 + 1e-4), -1 / 3 / (std1 + 1e-4), -1 / 3 / (std1 + 1e-4), 0.0, 0.0, 0.0]
-    torch.testing.assert_close(group_advantages(rewards, 3), torch.tensor(expected_group, dtype=torch.float64))
+    torch.testing.assert_close(
+        group_advantages(rewards, 3), torch.tensor(expected_group, dtype=torch.float64)
+    )
     # "none": only centred on the group mean.
     expected_none = torch.tensor([2 / 3, -1 / 3, -1 / 3, 0.0, 0.0, 0.0], dtype=torch.float64)
     torch.testing.assert_close(group_advantages(rewards, 3, scale="none"), expected_none)
@@ -82,6 +84,13 @@ def test_aggregate_hand_computed() -> None:
     # leading dims are kept: (2, N, T) -> (2,)
     stacked = torch.stack([values, 2 * values])
     torch.testing.assert_close(aggregate(stacked, mask), torch.tensor([7 / 3, 14 / 3]))
+    # whatever sits on uncounted tokens is ignored, even inf/nan, and gets zero gradient
+    garbage = torch.tensor([[1.0, 2.0, float("nan")], [4.0, float("inf"), -float("inf")]], requires_grad=True)
+    for mode, expected in (("token", 7 / 3), ("sequence", 2.75), ("fixed", 0.875)):
+        out = aggregate(garbage, mask, mode=mode, max_tokens=4)
+        torch.testing.assert_close(out, torch.tensor(expected))
+        (grad,) = torch.autograd.grad(out, garbage)
+        assert torch.equal(grad * (1 - mask), torch.zeros(2, 3)), mode
     # an empty mask gives 0, never NaN
     for mode in AGG_MODES:
         out = aggregate(values, torch.zeros(2, 3), mode=mode, max_tokens=4)
@@ -191,7 +200,9 @@ def test_invariance_penalty_hand_computed() -> None:
         "mean": (1.7, [1, 1]),
     }
     for worst_case, (value, counts) in expected.items():
-        loss, metrics = invariance_penalty(view_logps, clean_logps, mask, success, worst_case=worst_case, **kw)
+        loss, metrics = invariance_penalty(
+            view_logps, clean_logps, mask, success, worst_case=worst_case, **kw
+        )
         torch.testing.assert_close(loss, torch.tensor(value, dtype=torch.float64))
         assert metrics.selection_counts.tolist() == counts, worst_case
         torch.testing.assert_close(metrics.per_view_kl, torch.tensor([1.2, 2.2], dtype=torch.float64))
@@ -279,7 +290,10 @@ def ref_clipped_pg(logps, old, adv, mask, eps_low, eps_high, agg, weights, max_t
                 row.append(None)
                 continue
             ratio = torch.exp(logps[i, t] - float(old[i, t]))
-            low, high = torch.tensor(1 - eps_low, dtype=ratio.dtype), torch.tensor(1 + eps_high, dtype=ratio.dtype)
+            low, high = (
+                torch.tensor(1 - eps_low, dtype=ratio.dtype),
+                torch.tensor(1 + eps_high, dtype=ratio.dtype),
+            )
             clipped = min(max(ratio, low), high)
             a = float(adv[i])
             term = -min(ratio * a, clipped * a)
@@ -308,8 +322,10 @@ def ref_penalty(view, clean, mask, success, estimator, direction, worst_case, ag
     k_views, n, t_len = view.shape
     rows = [i for i in range(n) if success[i]]
     sub_mask = [mask[i] for i in rows]
-    d = [[[ref_kl(view[k, i, t], clean[i, t], estimator, direction) for t in range(t_len)] for i in rows]
-         for k in range(k_views)]  # fmt: skip
+    d = [
+        [[ref_kl(view[k, i, t], clean[i, t], estimator, direction) for t in range(t_len)] for i in rows]
+        for k in range(k_views)
+    ]
     per_view = [ref_aggregate(d[k], sub_mask, agg, max_tokens) for k in range(k_views)]
 
     def argmax(xs):
@@ -385,13 +401,29 @@ def test_invariance_penalty_matches_loop_reference(seed: int) -> None:
         name = f"{estimator}/{direction}/{worst_case}/{agg}"
         view_logps = view.clone().requires_grad_()
         loss, _ = invariance_penalty(
-            view_logps, clean, mask, success, estimator=estimator, direction=direction,
-            worst_case=worst_case, agg=agg, max_tokens=MAX_TOKENS,
-        )  # fmt: skip
+            view_logps,
+            clean,
+            mask,
+            success,
+            estimator=estimator,
+            direction=direction,
+            worst_case=worst_case,
+            agg=agg,
+            max_tokens=MAX_TOKENS,
+        )
         loss.backward()
         ref_view = view.clone().requires_grad_()
-        ref = ref_penalty(ref_view, clean, mask.tolist(), success.tolist(), estimator, direction, worst_case,
-                          agg, MAX_TOKENS)  # fmt: skip
+        ref = ref_penalty(
+            ref_view,
+            clean,
+            mask.tolist(),
+            success.tolist(),
+            estimator,
+            direction,
+            worst_case,
+            agg,
+            MAX_TOKENS,
+        )
         ref.backward()
         torch.testing.assert_close(loss, ref, msg=name)
         torch.testing.assert_close(view_logps.grad, ref_view.grad, msg=name)
@@ -468,7 +500,9 @@ def test_clean_logps_never_receive_gradient() -> None:
     clean, view, old, mask, success, _ = _random_batch(5)
     for worst_case in WORST_CASES:
         clean_logps = clean.clone().requires_grad_()
-        loss, _ = invariance_penalty(view.clone().requires_grad_(), clean_logps, mask, success, worst_case=worst_case)
+        loss, _ = invariance_penalty(
+            view.clone().requires_grad_(), clean_logps, mask, success, worst_case=worst_case
+        )
         loss.backward()
         assert clean_logps.grad is None, worst_case
     # old log-probs and advantages are detached inside the clipped PG loss as well
@@ -510,11 +544,12 @@ def test_padding_changes_nothing_and_gets_zero_gradient(fill: float) -> None:
         )
         torch.testing.assert_close(aux_padded, aux_base, rtol=0, atol=1e-12)
 
-        for worst_case in WORST_CASES:
-            inv_base, _ = invariance_penalty(view, clean, mask, success, worst_case=worst_case, **kw)
+        for worst_case, estimator in itertools.product(WORST_CASES, KL_ESTIMATORS):
+            kw_inv = dict(worst_case=worst_case, estimator=estimator, **kw)
+            inv_base, _ = invariance_penalty(view, clean, mask, success, **kw_inv)
             padded_view = _pad(garbage_view, extra, fill).requires_grad_()
             inv_padded, metrics = invariance_penalty(
-                padded_view, _pad(garbage_clean, extra, -fill), pad_mask, success, worst_case=worst_case, **kw
+                padded_view, _pad(garbage_clean, extra, -fill), pad_mask, success, **kw_inv
             )
             inv_padded.backward()
             torch.testing.assert_close(inv_padded, inv_base, rtol=0, atol=1e-12)
@@ -532,9 +567,16 @@ def test_no_success_gives_exact_zero_with_zero_gradient() -> None:
     ):
         view_logps = view.clone().requires_grad_()
         loss, metrics = invariance_penalty(
-            view_logps, clean, mask, nobody, estimator=estimator, direction=direction,
-            worst_case=worst_case, agg=agg, max_tokens=MAX_TOKENS,
-        )  # fmt: skip
+            view_logps,
+            clean,
+            mask,
+            nobody,
+            estimator=estimator,
+            direction=direction,
+            worst_case=worst_case,
+            agg=agg,
+            max_tokens=MAX_TOKENS,
+        )
         assert loss.requires_grad
         assert loss.item() == 0.0
         loss.backward()
@@ -617,8 +659,10 @@ def test_k3_clamp_only_on_the_exponent_side() -> None:
     out = kl_surrogate(clean + delta, clean, estimator="k3")
     out.sum().backward()
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(delta.grad, torch.tensor([math.expm1(19.9), 0.0, math.expm1(-40.0), math.expm1(-2.0)],
-                                                        dtype=torch.float64))  # fmt: skip
+    torch.testing.assert_close(
+        delta.grad,
+        torch.tensor([math.expm1(19.9), 0.0, math.expm1(-40.0), math.expm1(-2.0)], dtype=torch.float64),
+    )
     torch.testing.assert_close(out[1], torch.tensor(math.exp(20.0) - 21.0, dtype=torch.float64))
     # reverse: x = -Δ, so the clamp sits at Δ < -20; Δ = +40 keeps its gradient 1 - e^-40.
     delta = torch.tensor([-19.9, -25.0, 40.0], dtype=torch.float64, requires_grad=True)

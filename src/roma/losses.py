@@ -24,7 +24,8 @@ Equivalence with TRL 1.16.0 (``GRPOTrainer._compute_loss`` and ``_generate_and_s
   ``"none"``, including TRL's NaN handling (unscorable completions have NaN reward, are left out of the
   group statistics and get advantage 0).
 - :func:`clipped_pg_loss` with ``agg`` = ``"sequence"`` is TRL ``loss_type="grpo"``; ``"token"`` is
-  ``loss_type="bnpo"``; ``"fixed"`` with ``max_tokens = max_completion_length`` is ``loss_type="dr_grpo"``.
+  ``loss_type="bnpo"``; ``"fixed"`` with ``max_tokens = max_completion_length`` is ``loss_type="dr_grpo"``,
+  bit for bit in value and gradient (the operations are TRL's, in TRL's order).
   TRL's default ``loss_type="dapo"`` divides by the completion tokens of the whole *generation* batch
   (``num_items_in_batch``, over all processes and accumulation steps); it equals ``"token"`` only when one
   micro-batch on one process holds the whole generation batch. The equality holds for TRL's
@@ -177,7 +178,7 @@ def aggregate(
     if mode == "token":
         return values.masked_fill(~counted, 0.0).sum((-2, -1)) / counted.sum().clamp(min=1)
     elif mode == "sequence":
-        return _sequence_mean(values, counted).sum(-1) / max(num_sequences - 1, 1)
+        return _sequence_mean(values, counted).sum(-1) / max(num_sequences, 1)
     elif mode == "fixed":
         if max_tokens is None or max_tokens < max(num_tokens, 1):
             raise ValueError(
@@ -334,7 +335,9 @@ def _successful_token_kl(
     _check_shape("view_logps", view_logps, {"K": None, "N": None, "T": None})
     num_views, num_sequences, num_tokens = view_logps.shape
     if num_views < 1:
-        raise ValueError(f"view_logps must hold at least one view (K >= 1), got shape {tuple(view_logps.shape)}")
+        raise ValueError(
+            f"view_logps must hold at least one view (K >= 1), got shape {tuple(view_logps.shape)}"
+        )
     _check_shape("clean_logps", clean_logps, {"N": num_sequences, "T": num_tokens})
     _check_shape("completion_mask", completion_mask, {"N": num_sequences, "T": num_tokens})
     _check_shape("success", success, {"N": num_sequences})

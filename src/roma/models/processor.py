@@ -32,9 +32,10 @@ __all__ = ["Qwen3VLImageOnlyProcessor", "register"]
 class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
     """``Qwen3VLProcessor`` for images and text only: ``(image_processor, tokenizer, chat_template)``.
 
-    Inherits from ``Qwen3VLProcessor`` because transformers and TRL dispatch on it (``isinstance``,
-    ``replace_image_token``, ``model_input_names`` with ``mm_token_type_ids``); only the constructor
-    (no video processor) and the input validation (videos are refused) differ.
+    Inherits from ``Qwen3VLProcessor`` so that code checking for it accepts this class and so that
+    the image behaviour is the parent's own (``replace_image_token``, ``return_mm_token_type_ids``,
+    ``model_input_names``); only the constructor (no video processor) and the input validation
+    (videos are refused) differ.
     """
 
     def __init__(self, image_processor: Any, tokenizer: Any, chat_template: str | None = None):
@@ -51,7 +52,7 @@ class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
         self.vision_end_token_id = _token_id(tokenizer, self.vision_end_token)
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        """The parent checks (image placeholders match the images), and refuse video and audio input."""
+        """Refuse video and audio input, then run the parent's checks (placeholders match the images)."""
         if videos is not None:
             raise ValueError(
                 f"{type(self).__name__} handles images and text only, got videos={type(videos).__name__}; "
