@@ -10,9 +10,10 @@ graders, are written out in ``docs/rewards.md``. In short:
   ``<think>`` (truncated reasoning) is ignored. No box, or a last box whose braces never close: no answer.
 - **choice** answers are letters. A prediction names a letter as ``B``, ``(B)``, ``B.``, ``B) 12``,
   ``option b``, ``The answer is B``, ``<answer>B</answer>`` or as the text of one of the ``choices``.
-- **number** answers are numbers or mathematical expressions: plain numbers are compared exactly (to
-  1e-6) or with the relative ``tolerance`` (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy);
-  anything else goes through Math-Verify (``½ = 0.5 = \\frac{1}{2}``, intervals, sets, matrices…).
+- **number** answers are numbers or mathematical expressions: numbers (plain, or LaTeX that Math-Verify
+  evaluates: ``½ = 0.5 = \\frac{1}{2}``) are compared by value, equal to 1e-6 or within the relative
+  ``tolerance`` (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy); other mathematical
+  objects (intervals, sets, tuples, matrices, expressions) go through Math-Verify.
   ``−`` is a minus, ``7,425,000`` has thousands separators, and ``50%`` matches both ``0.5`` and ``50``.
 - **text** answers are compared case-, whitespace- and punctuation-insensitively, and as numbers when
   both sides are plain numbers.
@@ -25,11 +26,13 @@ Nothing here raises on model output: a prediction that is ``None``, not a string
 Thread safety: Math-Verify times out with ``signal.alarm``, which only works in the main thread. roma
 passes its timeouts only in the main thread and ``None`` elsewhere (as TRL does); in every thread a
 structural guard (:func:`_log10_bound`) refuses expressions whose value would be astronomically large
-(``9^{9^{9^9}}``, ``1000000!``), which are what make sympy hang.
+(``9^{9^{9^9}}``, ``1000000!``), which are what make sympy hang, and input nested deeper than 12
+brackets (Math-Verify's parser slows down by ~40 ms per level).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import re
@@ -38,7 +41,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import mpmath
 import sympy
@@ -49,6 +52,7 @@ from roma.data.schema import ANSWER_TYPES, LETTERS
 
 __all__ = [
     "MAX_PREDICTION_CHARS",
+    "AnswerType",
     "REWARD_FUNCS",
     "accuracy_reward",
     "answer_part",
@@ -66,10 +70,13 @@ MAX_PREDICTION_CHARS = 20_000
 _EXACT = Fraction(1, 10**6)  # numbers closer than this are equal (Math-Verify rounds floats to 6 decimals)
 _MATH_VERIFY_TIMEOUT_S = 5  # per parse / per comparison, main thread only
 _MAX_LOG10 = 10_000.0  # refuse expressions whose value may have more digits than this
+_MAX_NESTING = 12  # deeper ( [ { nesting is refused: Math-Verify's parser spends ~40 ms per level
 _MAX_PLAIN_NUMBER_CHARS = 200  # longer "numbers" go to Math-Verify (int() refuses > 4300 digits)
 _MATH_VERIFY_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+AnswerType = Literal["choice", "number", "text"]  # the values of roma.data.schema.ANSWER_TYPES
 
 # ---------------------------------------------------------------------------------------------------------
 # Completions and answer extraction
@@ -102,7 +109,11 @@ def completion_text(completion: object) -> str | None:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+            elif (
+                isinstance(part, dict)
+                and part.get("type", "text") == "text"
+                and isinstance(part.get("text"), str)
+            ):
                 texts.append(part["text"])
         return "".join(texts) if texts else None
     return None
@@ -204,11 +215,17 @@ def _strip_wrappers(text: str) -> str:
     return _DELIMITER_RE.sub(" ", text).strip()
 
 
+_ARTICLES = ("a", "an", "the")
+
+
 def _norm_text(text: str) -> str:
-    """Case-, whitespace- and punctuation-insensitive form: ``" New-York. "`` -> ``"new york"``."""
+    """Case-, whitespace- and punctuation-insensitive form, without a leading article:
+    ``" The New-York. "`` -> ``"new york"`` (a lone ``"a"`` stays)."""
     text = unicodedata.normalize("NFKC", _strip_wrappers(text)).casefold()
-    kept = [" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text]
-    return " ".join("".join(kept).split())
+    words = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text).split()
+    if len(words) > 1 and words[0] in _ARTICLES:
+        words = words[1:]
+    return " ".join(words)
 
 
 _VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
@@ -246,7 +263,9 @@ def _plain_number(text: str) -> tuple[Fraction, ...] | None:
             return None
         value = Fraction(int(match["num"]), int(match["den"]))
     elif match["vulgar"] is not None:
-        value = int(match["whole"] or 0) + Fraction(unicodedata.numeric(match["vulgar"])).limit_denominator(10)
+        value = int(match["whole"] or 0) + Fraction(unicodedata.numeric(match["vulgar"])).limit_denominator(
+            10
+        )
     elif match["int"] is None and match["frac"] is None:
         return None
     else:
@@ -277,7 +296,9 @@ def _timeout() -> int | None:
     return _MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
-_COMMAND_OR_TEXT_GROUP_RE = re.compile(r"\\(?:text\w*|mbox|mathrm|operatorname|begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+")
+_COMMAND_OR_TEXT_GROUP_RE = re.compile(
+    r"\\(?:text\w*|mbox|mathrm|operatorname|begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+"
+)
 _PROSE_WORD_RE = re.compile(r"[A-Za-z]{3,}")
 
 
@@ -329,10 +350,35 @@ def _is_small(parsed: Sequence[Any]) -> bool:
         return False
 
 
+def _max_nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+class _DropTimeoutDisabledWarning(logging.Filter):
+    """roma disables Math-Verify's timeout off the main thread on purpose (see the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
+
+
 @lru_cache(maxsize=16_384)
 def _mv_parse(text: str) -> tuple[Any, ...]:
     """Math-Verify's parse with roma's extraction config (boxed first, LaTeX then plain expressions);
-    () when nothing is found or the result is too large to compare safely. Cached: golds repeat G times."""
+    () when nothing is found, the input nests deeper than :data:`_MAX_NESTING`, or the result is too
+    large to compare safely. Cached: golds repeat G times per prompt, and so do many predictions."""
+    if _max_nesting(text) > _MAX_NESTING:
+        return ()
     try:
         parsed = parse(
             _as_latex(text), list(_MATH_VERIFY_CONFIG), parsing_timeout=_timeout(), raise_on_error=False
@@ -366,11 +412,12 @@ def _sympy_values(parsed: Sequence[Any]) -> tuple[Fraction, ...]:
             try:
                 if not reading.is_number or reading.free_symbols:
                     continue
-                value = sympy.nsimplify(reading) if reading.is_Float else reading
-                if value.is_Rational:
-                    values.append(Fraction(int(value.p), int(value.q)))
+                if reading.is_Float:
+                    values.append(Fraction(str(reading)))  # the decimal as written: 0.6 is 3/5
+                elif reading.is_Rational:
+                    values.append(Fraction(int(reading.p), int(reading.q)))
                 else:
-                    number = complex(sympy.N(value, 30))
+                    number = complex(sympy.N(reading, 30))
                     if number.imag == 0 and math.isfinite(number.real):
                         values.append(Fraction(number.real))
             except (TypeError, ValueError, OverflowError, ArithmeticError):
@@ -389,11 +436,12 @@ def _looks_mathematical(gold: str) -> bool:
     return bool(re.search(r"[\d\\^_=<>+]", core))
 
 
-@lru_cache(maxsize=4096)
-def _gold_math(gold: str) -> tuple[tuple[Fraction, ...] | None, tuple[Any, ...]]:
-    """(plain-number values, Math-Verify parse) of a gold answer; cached."""
-    plain = _plain_number(gold)
-    return plain, _mv_parse(gold)
+@lru_cache(maxsize=16_384)
+def _numeric_values(text: str) -> tuple[Fraction, ...]:
+    """The value(s) of ``text`` if it is a number: a plain number read directly (no Math-Verify), else
+    the numeric results of Math-Verify (``\\frac{1}{2}``, ``\\sqrt{2}``, ``28\\%``); empty otherwise."""
+    plain = _plain_number(text)
+    return plain if plain is not None else _sympy_values(_mv_parse(text))
 
 
 def _choice_letter_of_gold(answer: str) -> str | None:
@@ -403,7 +451,7 @@ def _choice_letter_of_gold(answer: str) -> str | None:
     return core if len(core) == 1 and core in LETTERS else None
 
 
-def infer_answer_type(answer: str, choices: Sequence[str] | None = None) -> str:
+def infer_answer_type(answer: str, choices: Sequence[str] | None = None) -> AnswerType:
     """``"choice"`` for a single capital letter that indexes ``choices`` (any of A–Z without choices),
     ``"number"`` for a plain number or a mathematical expression Math-Verify can read (``$…$``, digits,
     LaTeX commands, operators), ``"text"`` otherwise."""
@@ -412,7 +460,7 @@ def infer_answer_type(answer: str, choices: Sequence[str] | None = None) -> str:
         return "choice"
     if _plain_number(answer) is not None:
         return "number"
-    if _looks_mathematical(answer) and _gold_math(answer)[1]:
+    if _looks_mathematical(answer) and _mv_parse(answer):
         return "number"
     return "text"
 
@@ -438,16 +486,19 @@ def _check_gold(
     if answer_type is None:
         answer_type = infer_answer_type(answer, choices)
     elif answer_type not in ANSWER_TYPES:
-        raise ValueError(f"answer_type {answer_type!r} is not one of {list(ANSWER_TYPES)} (or None to infer it)")
+        raise ValueError(
+            f"answer_type {answer_type!r} is not one of {list(ANSWER_TYPES)} (or None to infer it)"
+        )
     if answer_type == "choice":
         letter = _choice_letter_of_gold(answer)
         valid = LETTERS[: len(choices)] if choices else LETTERS
         if letter is None or letter not in valid:
             raise ValueError(f"a choice answer must be one of the letters {list(valid)}, got {answer!r}")
     if answer_type == "number":
-        plain, parsed = _gold_math(answer)
-        if plain is None and not parsed:
-            raise ValueError(f"answer {answer!r} has answer_type 'number' but is neither a number nor an expression")
+        if _plain_number(answer) is None and not _mv_parse(answer):
+            raise ValueError(
+                f"answer {answer!r} has answer_type 'number' but is neither a number nor an expression"
+            )
     return answer_type, choices, _tolerance_fraction(tolerance)
 
 
@@ -455,7 +506,8 @@ def _check_gold(
 # Multiple choice
 
 _NOT_A_WORD = r"(?![A-Za-z0-9])"
-_ARTICLE_GUARD = r"(?!(?<=[AI])\s+[a-z])"  # "A triangle", "I think": words, not option letters
+# "A triangle", "I think": words, not option letters ("A or B" still names two letters)
+_ARTICLE_GUARD = r"(?!(?<=[AI])\s+(?!(?:or|and)\b)[a-z])"
 _ANSWER_PHRASE_RE = re.compile(
     r"\b(?i:answer|option|choice)s?\b(?:\s+(?i:is|would\s+be|should\s+be|will\s+be))?"
     r"[\s:=\"'`*(\[{]*"
@@ -528,24 +580,18 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
 
 
 def _number_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
+    """Numbers by value (exact to 1e-6, or within the tolerance); other math objects by Math-Verify."""
     if "".join(_clean(prediction).split()) == "".join(_clean(answer).split()):
         return True
-    gold_plain, gold_parsed = _gold_math(answer)
-    pred_plain = _plain_number(prediction)
-    if gold_plain is not None and pred_plain is not None:
-        return _numbers_close(pred_plain, gold_plain, tolerance)
-    pred_parsed = _mv_parse(prediction)
-    if not pred_parsed:
-        return False
-    if tolerance > 0:
-        gold_values = gold_plain or _sympy_values(gold_parsed)
-        pred_values = pred_plain or _sympy_values(pred_parsed)
-        if gold_values and pred_values:
-            return _numbers_close(pred_values, gold_values, tolerance)
-    return bool(gold_parsed) and _mv_verify(gold_parsed, pred_parsed)
+    gold_values, pred_values = _numeric_values(answer), _numeric_values(prediction)
+    if gold_values and pred_values:
+        return _numbers_close(pred_values, gold_values, tolerance)
+    gold_parsed, pred_parsed = _mv_parse(answer), _mv_parse(prediction)
+    return bool(gold_parsed) and bool(pred_parsed) and _mv_verify(gold_parsed, pred_parsed)
 
 
 def _text_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
+    """Plain numbers by value; anything else by its case/whitespace/punctuation-insensitive form."""
     gold_plain, pred_plain = _plain_number(answer), _plain_number(prediction)
     if gold_plain is not None and pred_plain is not None:
         return _numbers_close(pred_plain, gold_plain, tolerance)
@@ -557,7 +603,7 @@ def is_correct(
     prediction: object,
     answer: str,
     *,
-    answer_type: str | None = None,
+    answer_type: AnswerType | None = None,
     choices: Sequence[str] | None = None,
     tolerance: float = 0.0,
 ) -> bool:
@@ -591,7 +637,9 @@ def _per_sample(name: str, values: object, n: int, *, scalar_ok: bool) -> list[A
         return [None] * n
     if isinstance(values, (list, tuple)):
         if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for {n} completions; expected one per completion")
+            raise ValueError(
+                f"{name} has {len(values)} entries for {n} completions; expected one per completion"
+            )
         return list(values)
     if scalar_ok:
         return [values] * n

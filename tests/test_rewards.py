@@ -1,0 +1,632 @@
+"""roma.rewards: extraction, the judge, and the TRL reward functions (conventions in docs/rewards.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import threading
+import typing
+
+import pytest
+from math_verify import parse
+
+from roma.data.schema import ANSWER_TYPES
+from roma.rewards import (
+    MAX_PREDICTION_CHARS,
+    REWARD_FUNCS,
+    AnswerType,
+    accuracy_reward,
+    answer_part,
+    completion_text,
+    extract_answer,
+    extract_choice,
+    format_reward,
+    infer_answer_type,
+    is_correct,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Extraction
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"so \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),  # nested braces kept
+        (r"\boxed{\begin{pmatrix} 1 \\ 2 \end{pmatrix}}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
+        (r"\boxed{\{1,2\}}", r"\{1,2\}"),  # escaped braces do not close the box
+        (r"first \boxed{1}, then \boxed{2}", "2"),  # the last box wins
+        (r"\boxed{\boxed{5}}", r"\boxed{5}"),  # the last top-level box, inner boxes are its content
+        (r"\fbox{7}", "7"),
+        (r"\boxed {3}", "3"),
+        (r"\boxed{  42  }", "42"),
+        ("no box here, the answer is 5", None),
+        (r"\boxed{}", None),  # blank
+        (r"\boxed{   }", None),
+        (r"\boxed{1} and then \boxed{2", None),  # the last box never closes: no answer, not the earlier one
+        (r"\boxed{\frac{1}{2}", None),
+        ("", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"<think>maybe \boxed{1}</think> so \boxed{2}", "2"),  # the box after </think> counts
+        (r"<think>it is \boxed{1}</think> so the answer is 1", None),  # a box only inside think does not
+        (r"reasoning prefilled by the template \boxed{1}</think>\boxed{3}", "3"),
+        (r"<think>truncated reasoning \boxed{1}", None),  # unclosed think: all of it is reasoning
+        (r"<think>a</think><think>b \boxed{1}</think> \boxed{4}", "4"),  # after the LAST </think>
+        (r"\boxed{6} without think tags", "6"),
+    ],
+)
+def test_extract_answer_think_block(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", [None, 5, 3.5, b"\\boxed{1}", ["\\boxed{1}"], {"content": "\\boxed{1}"}])
+def test_extract_answer_non_string_is_none(text):
+    assert extract_answer(text) is None
+
+
+def test_extract_answer_huge_string():
+    text = "x" * 2_000_000 + r"\boxed{5}" + "y" * 1000
+    assert extract_answer(text) == "5"
+    assert extract_answer("{" * 200_000 + r"\boxed{" + "{" * 200_000) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>\nreasoning\n</think>\n\nYes", "Yes"),
+        ("reasoning\n</think>\n\nNo", "No"),
+        ("<think> never closed", ""),
+        ("Answer first <think> then reasoning", "Answer first"),
+        ("  plain  ", "plain"),
+    ],
+)
+def test_answer_part(text, expected):
+    assert answer_part(text) == expected
+
+
+def test_answer_part_rejects_non_string():
+    with pytest.raises(TypeError, match="answer_part expects a str, got NoneType"):
+        answer_part(None)
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("plain", "plain"),
+        ([{"role": "assistant", "content": "msg"}], "msg"),
+        ([{"content": "no role"}], "no role"),
+        ({"role": "assistant", "content": "single message"}, "single message"),
+        (
+            [{"role": "assistant", "content": [{"type": "text", "text": "a "}, {"type": "image"}, "b"]}],
+            "a b",
+        ),
+        (
+            [
+                {"role": "assistant", "content": "first turn"},
+                {"role": "tool", "content": "tool output"},
+                {"role": "assistant", "content": "final turn"},
+            ],
+            "final turn",
+        ),
+        ([], None),
+        ([{"role": "assistant", "content": None}], None),
+        ([{"role": "assistant", "content": [{"type": "image"}]}], None),
+        (None, None),
+        (42, None),
+        (["not a message"], None),
+    ],
+)
+def test_completion_text(completion, expected):
+    assert completion_text(completion) == expected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Multiple choice
+
+CHOICES = ["10", "12", "14", "16"]
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        "B",
+        "b",
+        "(B)",
+        "B.",
+        "**B**",
+        "B) 12",
+        "(B) 12",
+        "B. 12",
+        "option b",
+        "Option B",
+        "The answer is B",
+        "The answer is (B).",
+        "Answer: B",
+        "I considered A, but the answer is B.",  # the answer phrase beats an earlier letter
+        '{"choice": "B"}',
+        "<answer> B </answer>",
+        r"\text{(B)}",
+        "12",  # the choice text itself
+        "12.",
+        r"\frac{24}{2}",  # a value equal to exactly one choice
+    ],
+)
+def test_choice_forms_are_correct(prediction):
+    assert is_correct(prediction, "B", answer_type="choice", choices=CHOICES)
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        "A",
+        "(C)",
+        "The answer is C",
+        "14",  # the text of another choice
+        "13",  # no choice at all
+        "A or B",  # ambiguous
+        '{"choice": "A or B"}',
+        "E",  # not one of the four options
+        "The answer is E",
+        "No valid answer here",
+        "I cannot answer this question.",
+    ],
+)
+def test_choice_forms_that_are_wrong(prediction):
+    assert not is_correct(prediction, "B", answer_type="choice", choices=CHOICES)
+
+
+def test_choice_text_with_words_and_articles():
+    shapes = ["a square", "a triangle", "a circle"]
+    # "A triangle": the article, not option A; the text names option B
+    assert extract_choice("A triangle", shapes) == "B"
+    assert extract_choice("Triangle.", shapes) == "B"
+    assert is_correct("a circle", "C", choices=shapes)
+    assert not is_correct("a circle", "B", choices=shapes)
+
+
+def test_extract_choice_precedence():
+    assert extract_choice("A. Because B is not valid") == "A"  # a leading option id
+    assert extract_choice("Because B is valid") == "B"  # a single standalone capital
+    assert extract_choice("I think B") == "B"  # "I" before a word is the pronoun
+    assert extract_choice("first <ANSWER> A </ANSWER> then <ANSWER> D </ANSWER>") == "D"
+    assert extract_choice("The answer is (N).") == "N"  # without choices, any letter A-Z
+    assert extract_choice("The answer is (N).", ["x", "y"]) is None
+    assert extract_choice(None) is None
+    assert extract_choice("") is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numbers
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        "0.5",
+        ".5",
+        "1/2",
+        r"\frac{1}{2}",
+        r"\dfrac12",
+        r"\tfrac{1}{2}",
+        "½",
+        "$0.5$",
+        r"\boxed{0.5}",
+        "50%",
+        r"50\%",
+    ],
+)
+def test_one_half_in_every_spelling(prediction):
+    assert is_correct(prediction, "0.5", answer_type="number")
+    assert is_correct(prediction, r"\frac{1}{2}", answer_type="number")
+
+
+def test_percent_convention():
+    # A percentage reads as its fraction AND as its bare number (Math-Verify does the same for integers):
+    assert is_correct("50%", "0.5")
+    assert is_correct("50%", "50")
+    assert is_correct("0.5", "50%")
+    assert is_correct("50", "50%")
+    assert is_correct("28 percent", r"$28\%$")
+    # ...but two bare numbers are compared as they are
+    assert not is_correct("50", "0.5")
+    assert not is_correct("0.5", "50")
+    # documented consequence of the double reading: 0.5% also matches 0.5
+    assert is_correct("0.5%", "0.5")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer"),
+    [
+        ("−3", "-3"),  # U+2212 minus sign
+        ("-3", "−3"),
+        (r"−\frac{1}{2}", "-0.5"),
+        ("7,425,000", "7425000"),
+        ("7425000", "7,425,000"),
+        (r"7{,}425{,}000", "7425000"),
+        (r"7,\!425,\!000", "7425000"),
+        ("7\u2009425\u2009000", "7425000"),  # thin spaces between digit groups
+        ("1,000.5", "1000.5"),
+        ("1000.0", "1000"),
+        ("1e3", "1000"),
+        ("$1,000", "1000"),  # currency sign
+        ("42.", "42"),  # trailing full stop
+        ("0.333333", "1/3"),  # equal to 1e-6
+        ("2½", "2.5"),
+        (r"2^{10}", "1024"),  # the size guard lets ordinary powers through
+    ],
+)
+def test_number_equivalences(prediction, answer):
+    assert is_correct(prediction, answer)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer"),
+    [
+        ("0.333", "1/3"),  # off by 3.3e-4 > 1e-6
+        ("3", "-3"),
+        ("32, 349", "32349"),  # a comma with a space is a list, not a separator
+        ("7,42,5000", "7425000"),  # not groups of three: not a number (Math-Verify reads a list)
+        ("12345679", "12345678"),
+        (r"\frac{1}{3}", "0.3"),
+    ],
+)
+def test_number_non_equivalences(prediction, answer):
+    assert not is_correct(prediction, answer)
+
+
+def test_decimal_comma_follows_math_verify():
+    # "1,22" is not a plain number; Math-Verify reads a comma followed by other than three digits as a
+    # decimal comma, and roma keeps that reading
+    assert is_correct("1,22", "1.22")
+    assert is_correct("1.22", "1,22")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "tolerance", "expected"),
+    [
+        # ChartQA relaxed accuracy: |pred - gold| <= tol * |gold|, boundary included
+        ("105", "100", 0.05, True),  # |5| <= 0.05 * 100 = 5
+        ("95", "100", 0.05, True),
+        ("105.1", "100", 0.05, False),  # 5.1 % off
+        ("94.9", "100", 0.05, False),
+        ("21", "20", 0.05, True),  # |1| <= 0.05 * 20 = 1
+        ("-105", "-100", 0.05, True),  # relative to |gold|
+        # 0.29 * 100 is 28.999999999999996 in floats; roma reads the tolerance as the decimal 29/100
+        ("129", "100", 0.29, True),
+        ("129.01", "100", 0.29, False),
+        ("52.5%", "50%", 0.05, True),  # 0.525 vs 0.5: |0.025| <= 0.05 * 0.5
+        (r"\frac{21}{20}", "1", 0.05, True),  # non-plain values are evaluated by Math-Verify first
+        (r"\frac{211}{200}", "1", 0.05, False),  # 1.055
+        ("about 1.05 units", "1", 0.05, True),
+        ("0", "0", 0.05, True),  # tol * |0| = 0, but exact equality (1e-6) always counts
+        ("0.0000005", "0", 0.05, True),
+        ("0.01", "0", 0.05, False),
+        ("105", "100", 0.0, False),  # no tolerance: exact
+    ],
+)
+def test_tolerance(prediction, answer, tolerance, expected):
+    assert is_correct(prediction, answer, answer_type="number", tolerance=tolerance) is expected
+
+
+def test_math_objects_go_through_math_verify():
+    assert is_correct(r"(0.6, \frac{8}{3}]", r"(\frac{3}{5},\frac{8}{3}]")
+    assert not is_correct(r"[0.6, \frac{8}{3}]", r"(\frac{3}{5},\frac{8}{3}]")
+    assert is_correct(r"63\pi", r"63\pi")
+    assert is_correct(r"\pi \cdot 63", r"63\pi")
+    assert not is_correct("63", r"63\pi")  # raw LaTeX golds are read as LaTeX, not as their first number
+    assert is_correct(
+        r"\begin{pmatrix} -1/3 \\ 2/3 \end{pmatrix}",
+        r"\begin{pmatrix} -\frac{1}{3} \\ \frac{2}{3} \end{pmatrix}",
+    )
+    assert is_correct(r"x = 11", "11")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("New York", True),
+        ("new york", True),
+        ("  New-York. ", True),
+        (r"\text{New York}", True),
+        ("NEW YORK!", True),
+        ("New Yorkshire", False),
+        ("York", False),
+    ],
+)
+def test_text_answers(prediction, expected):
+    assert is_correct(prediction, "New York", answer_type="text") is expected
+
+
+def test_text_answers_compare_numbers_numerically():
+    assert is_correct("3.0", "3", answer_type="text")
+    assert is_correct("1,000", "1000", answer_type="text")
+    assert not is_correct("three", "3", answer_type="text")
+    assert not is_correct("-5", "5", answer_type="text")  # numbers first: punctuation does matter here
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Type inference and invalid gold data
+
+
+@pytest.mark.parametrize(
+    ("answer", "choices", "expected"),
+    [
+        ("B", ["x", "y"], "choice"),
+        ("B", None, "choice"),  # any capital letter without choices
+        ("(C)", None, "choice"),
+        (r"\text{C}", None, "choice"),
+        ("C", ["x", "y"], "text"),  # a letter that indexes no choice is a word
+        ("b", None, "text"),  # lowercase: a word, not an option
+        ("42", None, "number"),
+        ("-3.5%", None, "number"),
+        (r"\frac{1}{2}", None, "number"),
+        (r"$(1, 2)$", None, "number"),
+        ("red", None, "text"),
+        (r"\text{Evelyn}", None, "text"),
+        ("Answer is forty two.", None, "text"),
+    ],
+)
+def test_infer_answer_type(answer, choices, expected):
+    assert infer_answer_type(answer, choices) == expected
+
+
+def test_answer_type_literal_matches_the_schema():
+    assert typing.get_args(AnswerType) == ANSWER_TYPES
+
+
+def test_invalid_gold_raises():
+    with pytest.raises(ValueError, match=r"answer_type 'bool' is not one of \['choice', 'number', 'text'\]"):
+        is_correct("1", "1", answer_type="bool")
+    with pytest.raises(
+        ValueError, match=r"a choice answer must be one of the letters \['A', 'B', 'C'\], got 'E'"
+    ):
+        is_correct("E", "E", answer_type="choice", choices=["x", "y", "z"])
+    with pytest.raises(ValueError, match=r"tolerance must be a finite number >= 0, got -0.1"):
+        is_correct("1", "1", tolerance=-0.1)
+    with pytest.raises(ValueError, match=r"tolerance must be a finite number >= 0, got nan"):
+        is_correct("1", "1", tolerance=float("nan"))
+    with pytest.raises(TypeError, match=r"choices must be a list of str or None, got 'AB'"):
+        is_correct("A", "A", choices="AB")
+    with pytest.raises(ValueError, match=r"answer 'forty two' has answer_type 'number' but is neither"):
+        is_correct("42", "forty two", answer_type="number")
+    with pytest.raises(ValueError, match=r"answer must be a non-empty string, got ''"):
+        is_correct("1", "")
+    with pytest.raises(ValueError, match=r"answer must be a non-empty string, got None"):
+        is_correct("1", None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Robustness: model output never raises
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        None,
+        "",
+        "   ",
+        5,
+        0.5,
+        ["0.5"],
+        {"answer": "0.5"},
+        b"0.5",
+        "x" * (MAX_PREDICTION_CHARS + 1),
+        "0.5" + " " * MAX_PREDICTION_CHARS,  # too long even though it holds the answer
+        r"\frac{1}{2",
+        "}{}{" * 50,
+        "(" * 5000 + "1" + ")" * 5000,
+        r"\frac{" * 500 + "1" + "}{2}" * 500,
+        r"9^{9^{9^{9}}}",  # would make sympy hang: refused by the size guard
+        r"10^{10^{10}}",
+        "1000000!",
+        "1" * 6000,  # more digits than int() accepts
+        "1e99999",
+        "\x00\ud800",
+        "NaN",
+        "inf",
+        r"\frac{1}{0}",
+    ],
+)
+@pytest.mark.parametrize(
+    ("answer", "kwargs"),
+    [("0.5", {}), ("B", {"choices": ["x", "y"]}), ("red", {}), ("0.5", {"tolerance": 0.05})],
+)
+def test_garbage_predictions_are_wrong_not_errors(prediction, answer, kwargs):
+    assert is_correct(prediction, answer, **kwargs) is False
+
+
+def test_garbage_completions_score_zero():
+    completions = [None, 7, "", [], [{}], [{"role": "assistant"}], r"\boxed{", "\\boxed{" * 10_000, "<think>"]
+    assert accuracy_reward(completions, ["5"] * len(completions)) == [0.0] * len(completions)
+    assert format_reward(completions) == [0.0] * len(completions)
+
+
+def test_judge_works_off_the_main_thread():
+    # Math-Verify's own default timeout uses signal.alarm, which fails outside the main thread ...
+    errors: list[BaseException] = []
+
+    def raw_math_verify():
+        try:
+            parse(r"$\frac{1}{3}$", parsing_timeout=5)
+        except ValueError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=raw_math_verify)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "threaded environment" in str(errors[0])
+
+    # ... roma passes no timeout there and gives the same answers as in the main thread
+    cases = [
+        (r"\frac{2}{6}", "1/3", True),
+        (r"\sqrt{9}", r"\frac{6}{2}", True),
+        (r"\frac{1}{4}", "1/3", False),
+    ]
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.extend(is_correct(p, a) for p, a, _ in cases))
+    worker.start()
+    worker.join()
+    assert results == [expected for _, _, expected in cases]
+    assert [is_correct(p, a) for p, a, _ in cases] == results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TRL reward functions
+
+
+def test_accuracy_reward_with_trl_columns():
+    # What GRPOTrainer passes: one list item per completion for every dataset column, plus extras
+    completions = [
+        [{"role": "assistant", "content": r"<think>count</think> \boxed{B}"}],
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": r"<think>read</think> \boxed{10"},
+                    {"type": "text", "text": "4}"},
+                ],
+            }
+        ],
+        [{"role": "assistant", "content": r"<think>read</think> \boxed{106}"}],
+        [{"role": "assistant", "content": r"<think>\boxed{red}</think> blue"}],
+        [{"role": "assistant", "content": r"<think>x</think> \boxed{\text{Red}}"}],
+    ]
+    rewards = accuracy_reward(
+        completions,
+        answer=["B", "100", "100", "red", "red"],
+        choices=[["3", "4"], [], [], [], []],
+        answer_type=["choice", "number", "number", "text", "text"],
+        tolerance=[0.0, 0.05, 0.05, 0.0, 0.0],
+        prompts=[[{"role": "user", "content": "q"}]] * 5,
+        completion_ids=[[1, 2]] * 5,
+        trainer_state=object(),
+        log_extra=lambda *args: None,
+        log_metric=lambda *args: None,
+        image=[None] * 5,
+        id=["a", "b", "c", "d", "e"],
+        task=["t"] * 5,
+    )
+    # 104 is 4 % off 100 (in), 106 is 6 % off (out); the box inside think does not count
+    assert rewards == [1.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def test_accuracy_reward_defaults_and_broadcasting():
+    completions = [r"\boxed{0.5}", r"\boxed{\frac{1}{2}}", r"\boxed{0.52}", "0.5 without a box"]
+    assert accuracy_reward(completions, ["1/2"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    # a single value for answer_type / tolerance applies to every completion; None means "not given"
+    assert accuracy_reward(completions, ["1/2"] * 4, tolerance=0.05) == [1.0, 1.0, 1.0, 0.0]
+    assert accuracy_reward(completions, ["1/2"] * 4, tolerance=[None] * 4, answer_type=[None] * 4) == [
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    ]
+    assert accuracy_reward([], []) == []
+
+
+def test_accuracy_reward_rejects_misshaped_columns():
+    with pytest.raises(
+        ValueError, match="answer has 1 entries for 2 completions; expected one per completion"
+    ):
+        accuracy_reward(["a", "b"], ["1"])
+    with pytest.raises(TypeError, match="answer must be a list with one entry per completion, got str"):
+        accuracy_reward(["a"], "1")
+    with pytest.raises(TypeError, match=r"choices must be a list of str or None, got 'x'"):
+        # one choices list for the batch instead of one list per completion
+        accuracy_reward([r"\boxed{A}", r"\boxed{A}"], ["A", "A"], choices=["x", "y"])
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (r"<think>r</think>\boxed{1}", 1.0),
+        ("<think>\nreasoning\n</think>\nThe answer is \\boxed{\\frac{1}{2}}.", 1.0),
+        ("\n  <think>r</think> \\boxed{1}", 1.0),  # leading whitespace is allowed
+        (r"<think></think>\boxed{1}", 1.0),  # empty reasoning is allowed (as in TRL)
+        ("<think>r</think> answer without a box", 0.0),
+        (r"<think>r \boxed{1}</think> answer outside", 0.0),  # the box must be in the answer part
+        (r"<think>r</think> \boxed{}", 0.0),  # blank box
+        (r"<think>r</think> \boxed{1", 0.0),  # unclosed box
+        (r"<think>r</think> \boxed{1} \boxed{2", 0.0),  # the last box must close
+        (r"\boxed{1}", 0.0),  # no think block
+        (r"r</think>\boxed{1}", 0.0),  # no opening tag
+        (r"text <think>r</think>\boxed{1}", 0.0),  # must start with <think>
+        (r"<think>r", 0.0),
+        (r"<think>a<think>b</think></think>\boxed{1}", 0.0),  # nested think
+        (r"<think>a</think>\boxed{1}<think>b</think>\boxed{1}", 0.0),  # two think blocks
+        ([{"role": "assistant", "content": r"<think>r</think>\boxed{1}"}], 1.0),
+    ],
+)
+def test_format_reward(completion, expected):
+    assert format_reward([completion], prompts=["p"], trainer_state=None) == [expected]
+
+
+def test_format_reward_is_independent_of_correctness():
+    wrong = r"<think>guess</think>\boxed{7}"
+    assert format_reward([wrong]) == [1.0]
+    assert accuracy_reward([wrong], ["8"]) == [0.0]
+
+
+def test_reward_funcs_registry():
+    assert REWARD_FUNCS == {"accuracy": accuracy_reward, "format": format_reward}
+    assert [f.__name__ for f in REWARD_FUNCS.values()] == ["accuracy_reward", "format_reward"]
+
+
+def test_speed_sanity_2000_completions():
+    """Not a timed assertion: 2,000 completions of every kind go through in one call, each scored right."""
+    completions, answers, expected = [], [], []
+    for i in range(2000):
+        kind = i % 5
+        if kind == 0:  # plain number, fast path
+            completions.append(f"<think>t</think> \\boxed{{{i}}}")
+            answers.append(str(i if i % 2 else i + 1))
+            expected.append(1.0 if i % 2 else 0.0)
+        elif kind == 1:  # letter, fast path
+            completions.append(f"<think>t</think> The answer is \\boxed{{{'AB'[i % 2]}}}")
+            answers.append("A")
+            expected.append(1.0 if i % 2 == 0 else 0.0)
+        elif kind == 2:  # LaTeX, Math-Verify
+            completions.append(f"<think>t</think> \\boxed{{\\frac{{{i}}}{{{2 * i}}}}}")
+            answers.append("0.5")
+            expected.append(1.0)
+        elif kind == 3:  # no box
+            completions.append(f"<think>t</think> {i}")
+            answers.append(str(i))
+            expected.append(0.0)
+        else:  # garbage
+            completions.append("\\boxed{" + "{" * (i % 50))
+            answers.append("1")
+            expected.append(0.0)
+    assert accuracy_reward(completions, answers) == expected
+
+
+def test_rewards_module_does_not_import_torch():
+    # Load roma.rewards with a bare `roma` package, so that only this module's own imports are checked
+    roma_dir = importlib.util.find_spec("roma").submodule_search_locations[0]
+    code = textwrap.dedent(
+        f"""
+        import sys, types
+        package = types.ModuleType("roma")
+        package.__path__ = [{roma_dir!r}]
+        sys.modules["roma"] = package
+        import roma.rewards
+        print(sorted(m for m in ("torch", "transformers", "trl") if m in sys.modules))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
