@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import unicodedata
 from dataclasses import asdict, replace
 
@@ -482,3 +484,26 @@ def test_trl_grpo_trainer_runs_a_step(model_and_processor, tmp_path):
                           train_dataset=Dataset.from_list(rows), processing_class=processor)
     result = trainer.train()
     assert result.global_step == 1 and len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        "import roma\nfrom transformers import AutoProcessor\n",
+        "from transformers import AutoProcessor\nimport roma\n",
+        "import roma, transformers\nAutoProcessor = transformers.AutoProcessor\n",
+    ],
+    ids=["roma-first", "transformers-first", "attribute-access"],
+)
+def test_import_roma_registers_the_processor_in_any_import_order(tiny_model_dir, prelude):
+    # A fresh interpreter: in this test process roma.models is already imported, which would hide
+    # a registration that only happens through that import.
+    code = prelude + f"print(type(AutoProcessor.from_pretrained({str(tiny_model_dir)!r})).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "Qwen3VLImageOnlyProcessor"
+
+
+def test_import_roma_and_its_light_modules_load_neither_torch_nor_transformers():
+    code = "import sys, roma, roma.rewards, roma.degrade; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
