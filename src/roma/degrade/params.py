@@ -148,22 +148,20 @@ def check_params(name: str, params: Any) -> dict[str, Any]:
 
 
 def describe(name: str, params: dict[str, Any]) -> str:
-    """A short human-readable label of one draw, e.g. ``"σ=0.18"`` or ``"q=15"`` (for grids and plots)."""
+    """A short ASCII label of one draw, e.g. ``"sigma=0.18"`` or ``"q=15"`` (for grids and plots)."""
     name = check_type(name)
-    if name == "gaussian_noise":
-        return f"σ={params['sigma']:.2f}"
-    if name == "speckle_noise":
-        return f"c={params['sigma']:.2f}"
+    if name in ("gaussian_noise", "speckle_noise"):
+        return f"sigma={params['sigma']:.2f}"
     if name == "salt_pepper":
         return f"amount={params['amount']:.2f}"
     if name == "gaussian_blur":
-        return f"σ={params['sigma_at_448']:.2g}px@448"
+        return f"sigma={params['sigma_at_448']:.2g}px@448"
     if name == "jpeg":
         return f"q={params['quality']}"
     if name in ("downscale", "pixelate"):
-        return f"×{params['factor']:.2f}"
+        return f"factor={params['factor']:.2f}"
     if name == "motion_blur":
-        return f"r={params['radius_at_448']:g} σ={params['sigma_at_448']:g} {params['angle']:+.0f}°"
+        return f"r={params['radius_at_448']:g} sigma={params['sigma_at_448']:g} angle={params['angle']:+.0f}"
     if name == "posterize":
         return f"{params['bits']} bits"
     raise AssertionError(f"no label for {name!r}")  # unreachable: check_type() accepted it

@@ -46,7 +46,7 @@ def sample_chart(size: int = 448) -> np.ndarray:
         draw.text(xy((x0 + x1) / 2, y - 4), f"{value}.{(value * 7) % 10}", fill="black", font=font(13), anchor="mb")
         draw.text(xy((x0 + x1) / 2, bottom + 6), label, fill="black", font=font(14), anchor="mt")
 
-    draw.text(xy(224, 392), "Total 168.4 · best: Online (+12% vs Q2)", fill="black", font=font(14), anchor="mt")
+    draw.text(xy(224, 392), "Total 170.6 · best: Online (+12% vs Q2)", fill="black", font=font(14), anchor="mt")
     draw.text(xy(224, 418), "Source: regional reports; figures rounded to 0.1 k.", fill=(60, 60, 60),
               font=font(10), anchor="mt")  # fmt: skip
     return np.asarray(img).copy()
