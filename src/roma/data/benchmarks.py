@@ -124,8 +124,11 @@ def as_number(text: str) -> float | None:
 
 
 def _free_answer(answer: str) -> tuple[str, float]:
-    """Answer type and tolerance of a free-form answer: exact number if it parses, else text."""
-    return ("number", 0.0) if as_number(answer) is not None else ("text", 0.0)
+    """Answer type and tolerance of a free-form answer: ``number`` when the judge reads it as a number or
+    a mathematical expression (:func:`roma.rewards.infer_answer_type`), else ``text``; exact."""
+    from roma.rewards import infer_answer_type
+
+    return ("number", 0.0) if infer_answer_type(answer) == "number" else ("text", 0.0)
 
 
 def _letters(answer: str) -> list[str]:
@@ -512,7 +515,9 @@ def decode_image(value: Any) -> tuple[Image.Image, bytes | None] | None:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     if image.mode != "RGB":
-        return image.convert("RGB"), None
+        from roma.degrade import to_rgb
+
+        return Image.fromarray(to_rgb(image)), None
     return image, raw
 
 

@@ -85,9 +85,12 @@ def make_view(image: Image.Image, condition: Condition, *, seed: int, example_id
     The parameters are sampled from ``np.random.default_rng(view_seed(...))`` and then applied, so the
     result depends only on the image, the condition, ``seed`` and ``example_id``.
     """
+    from roma.degrade import apply, sample_params, to_rgb
+
     if condition.setting == "clean":
-        return image.convert("RGB"), {}
-    from roma.degrade import apply, sample_params
+        # The same RGB conversion as the degradations apply (alpha over white), so clean and degraded
+        # views of an RGBA or palette image show the same picture.
+        return Image.fromarray(to_rgb(image)), {}
 
     rng = np.random.default_rng(view_seed(seed, example_id, condition))
     params = sample_params(condition.type, condition.level, rng)

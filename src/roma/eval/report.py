@@ -146,12 +146,18 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _top(values: Sequence[float]) -> float:
+    """Upper y limit (%) that leaves room above the highest value: at least 10, at most 100."""
+    return min(100.0, max(10.0, max(values, default=0.0) * 1.15 + 2))
+
+
 def plot_levels(summary: dict[str, Any], path: Path) -> None:
     """Accuracy against degradation level for every type (benchmark average); level 0 = clean."""
     avg = summary["average"]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     clean = avg.get("clean")
     markers = "osD^vP*X"
+    highest: list[float] = []
     for setting, style in (("seen", "-"), ("unseen", "--")):
         names = _pool_order(summary, setting, sorted(avg["types"][setting]))
         for i, name in enumerate(names):
@@ -161,8 +167,10 @@ def plot_levels(summary: dict[str, Any], path: Path) -> None:
             if clean is not None:
                 xs, ys = [0, *xs], [100 * clean["acc"], *ys]
             ax.plot(xs, ys, style, marker=markers[i % len(markers)], label=f"{name} ({setting})")
+            highest += ys
     if clean is not None:
         ax.axhline(100 * clean["acc"], color="grey", lw=0.8, ls=":")
+    ax.set_ylim(0, _top(highest))
     ax.set_xticks([0, 1, 2, 3], ["clean", "L1", "L2", "L3"])
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{summary.get('config', {}).get('model_name', 'model')}: accuracy by degradation level")
@@ -185,12 +193,15 @@ def plot_settings(summary: dict[str, Any], path: Path) -> None:
     groups.append(("average", _settings_stats(summary["average"], level)))
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups) + 2), 4), dpi=120)
     width = 0.26
+    highest: list[float] = []
     for j, setting in enumerate(("clean", "seen", "unseen")):
         xs = [i + (j - 1) * width for i in range(len(groups))]
         stats = [g[1][j] for g in groups]
         ys = [100 * s["acc"] if s else 0.0 for s in stats]
         errs = [100 * s["se"] if s else 0.0 for s in stats]
         ax.bar(xs, ys, width, yerr=errs, capsize=2, label=setting, color=SETTING_COLOURS[setting])
+        highest += [y + e for y, e in zip(ys, errs)]
+    ax.set_ylim(0, _top(highest))
     ax.set_xticks(range(len(groups)), [g[0] for g in groups], rotation=20)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{summary.get('config', {}).get('model_name', 'model')}: clean / seen / unseen (Level {level})")

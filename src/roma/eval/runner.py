@@ -16,14 +16,14 @@ Outputs in ``out_dir``: ``run.json`` (the resolved configuration), ``records.jso
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import datasets
+import datasets as hf_datasets
+from PIL import Image
 from tqdm.auto import tqdm
 
 from roma.data.benchmarks import decode_image, load_benchmark_with_skips, resolve_benchmark
@@ -31,6 +31,7 @@ from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
 from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
 from roma.eval.records import append_records, read_records, record_key
+from roma.provenance import provenance
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_DEFAULT_N = 500
@@ -45,11 +46,11 @@ class EvalData:
     """One dataset of a run, in roma's schema, with the ids of rows skipped for a broken image."""
 
     name: str
-    dataset: datasets.Dataset
+    dataset: hf_datasets.Dataset
     skipped: list[str]
 
 
-def load_eval_data(spec: str | tuple[str, datasets.Dataset], *, limit: int | None) -> EvalData:
+def load_eval_data(spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | None) -> EvalData:
     """``"synthetic"`` (the synthetic test split), a benchmark name / hub id / local path, or ``(name, Dataset)``."""
     if isinstance(spec, tuple):
         name, dataset = spec
@@ -65,24 +66,72 @@ def load_eval_data(spec: str | tuple[str, datasets.Dataset], *, limit: int | Non
     return EvalData(benchmark.name, dataset, skipped)
 
 
-def _undecoded_images(dataset: datasets.Dataset) -> datasets.Dataset:
+def _undecoded_images(dataset: hf_datasets.Dataset) -> hf_datasets.Dataset:
     feature = dataset.features.get("image")
-    if isinstance(feature, datasets.Image) and feature.decode:
-        enabled = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
+    if isinstance(feature, hf_datasets.Image) and feature.decode:
+        enabled = hf_datasets.is_progress_bar_enabled()
+        hf_datasets.disable_progress_bars()
         try:
-            return dataset.cast_column("image", datasets.Image(decode=False))
+            return dataset.cast_column("image", hf_datasets.Image(decode=False))
         finally:
             if enabled:
-                datasets.enable_progress_bars()
+                hf_datasets.enable_progress_bars()
     return dataset
 
 
-def _record(name: str, example: dict[str, Any], condition: Condition, params: dict, completion: str,
-            verdict: Verdict) -> dict[str, Any]:
+class View(NamedTuple):
+    """One work item ready for generation: the example, its condition, the sampled parameters, the image."""
+
+    example: dict[str, Any]
+    condition: Condition
+    params: dict[str, Any]
+    image: Image.Image
+
+
+class _Examples:
+    """A dataset's examples, each image decoded once (work is example-major) and broken ones skipped.
+
+    Skips are appended to ``skipped`` (``{"id", "reason"}``): an image that cannot be decoded skips the
+    example; a degradation that fails on an image skips that one view.
+    """
+
+    def __init__(self, dataset: hf_datasets.Dataset, skipped: list[dict[str, str]]) -> None:
+        self.dataset, self.skipped = _undecoded_images(dataset), skipped
+        self.ids: list[str] = list(self.dataset["id"])
+        self._cached: tuple[int, dict[str, Any], Image.Image] | None = None
+        self._broken: set[int] = set()
+
+    def _load(self, index: int) -> tuple[dict[str, Any], Image.Image] | None:
+        if index in self._broken:
+            return None
+        if self._cached is None or self._cached[0] != index:
+            example = self.dataset[index]
+            decoded = decode_image(example["image"])
+            if decoded is None:
+                self._broken.add(index)
+                self.skipped.append({"id": example["id"], "reason": "missing or corrupt image"})
+                return None
+            self._cached = (index, example, decoded[0])
+        return self._cached[1], self._cached[2]
+
+    def view(self, index: int, condition: Condition, *, seed: int) -> View | None:
+        loaded = self._load(index)
+        if loaded is None:
+            return None
+        example, image = loaded
+        try:
+            pixels, params = make_view(image, condition, seed=seed, example_id=example["id"])
+        except (ValueError, TypeError) as error:
+            self.skipped.append({"id": example["id"], "reason": f"{condition.type} L{condition.level}: {error}"})
+            return None
+        return View(example, condition, params, pixels)
+
+
+def _record(name: str, view: View, completion: str, verdict: Verdict) -> dict[str, Any]:
+    example, condition = view.example, view.condition
     record = {
         "benchmark": name, "id": example["id"], "task": example["task"], "setting": condition.setting,
-        "type": condition.type, "level": condition.level, "params": params, "answer": example["answer"],
+        "type": condition.type, "level": condition.level, "params": view.params, "answer": example["answer"],
         "answer_type": example["answer_type"], "completion": completion, "extracted": verdict.extracted,
         "correct": bool(verdict.correct), "judge": verdict.judge,
     }
@@ -106,19 +155,9 @@ def _check_resume(out_dir: Path, config: dict[str, Any]) -> None:
     run_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    import roma
-
-    return {"roma": roma.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "datasets": datasets.__version__}
-
-
 def evaluate(
     model_or_path: str | Path | tuple[Any, Any] | None,
-    datasets_: Sequence[str | tuple[str, datasets.Dataset]],
+    datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
     *,
     settings: Sequence[str] = SETTINGS,
     levels: Sequence[int] = (MAIN_LEVEL,),
@@ -138,7 +177,7 @@ def evaluate(
 
     Args:
         model_or_path: a model folder, a loaded ``(model, processor)`` pair, or ``None`` with ``generator``.
-        datasets_: dataset names (``"synthetic"``, a benchmark name / hub id / local path) or
+        datasets: dataset names (``"synthetic"``, a benchmark name / hub id / local path) or
             ``(name, Dataset)`` pairs already in roma's schema.
         settings: subset of ``("clean", "seen", "unseen")``.
         levels: degradation levels (subset of 1, 2, 3); the paper's main results use 3.
@@ -161,7 +200,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not datasets_:
+    if not datasets:
         raise ValueError("give at least one dataset")
     judge = RuleJudge() if judge is None else judge
     conds = conditions(settings, levels)
@@ -169,17 +208,16 @@ def evaluate(
         model_name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else "model"
     config = {
         "model": str(model_or_path) if isinstance(model_or_path, (str, Path)) else model_name,
-        "model_name": model_name, "datasets": [d if isinstance(d, str) else d[0] for d in datasets_],
+        "model_name": model_name, "datasets": [d if isinstance(d, str) else d[0] for d in datasets],
         "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
         "seed": seed, "max_new_tokens": max_new_tokens, "judge": getattr(judge, "name", type(judge).__name__),
     }
     out = Path(out_dir) if out_dir is not None else None
     records_path = out / "records.jsonl" if out is not None else None
+    start = time.perf_counter()
+    data = [load_eval_data(spec, limit=limit) for spec in datasets]
     if out is not None:
         _check_resume(out, config)
-    start = time.perf_counter()
-
-    data = [load_eval_data(spec, limit=limit) for spec in datasets_]
     existing = read_records(records_path) if records_path is not None else []
     done = {record_key(r): r for r in existing}
     if generator is None:
@@ -192,9 +230,9 @@ def evaluate(
     generated = reused = 0
     for item in data:
         skipped[item.name] = [{"id": i, "reason": "missing or corrupt image"} for i in item.skipped]
-        dataset = _undecoded_images(item.dataset)
+        examples = _Examples(item.dataset, skipped[item.name])
         work: list[tuple[int, Condition]] = []
-        for index, example_id in enumerate(dataset["id"]):
+        for index, example_id in enumerate(examples.ids):
             for condition in conds:
                 key = (item.name, example_id, condition.setting, condition.type, condition.level)
                 if key in done:
@@ -202,51 +240,25 @@ def evaluate(
                     reused += 1
                 else:
                     work.append((index, condition))
-        bar = tqdm(total=len(dataset) * len(conds), initial=len(dataset) * len(conds) - len(work),
-                   desc=f"eval {item.name}", disable=not progress, unit="item")
-        cache: dict[int, tuple[dict[str, Any], Any]] = {}
-        broken: set[int] = set()
-        for begin in range(0, len(work), batch_size):
-            batch, prompts, images, views = [], [], [], []
-            for index, condition in work[begin : begin + batch_size]:
-                if index in broken:
-                    bar.update(1)
-                    continue
-                if index not in cache:
-                    cache.clear()
-                    example = dataset[index]
-                    decoded = decode_image(example["image"])
-                    if decoded is None:
-                        broken.add(index)
-                        skipped[item.name].append({"id": example["id"], "reason": "missing or corrupt image"})
-                        bar.update(1)
-                        continue
-                    cache[index] = (example, decoded[0])
-                example, image = cache[index]
-                try:
-                    view, params = make_view(image, condition, seed=seed, example_id=example["id"])
-                except (ValueError, TypeError) as error:
-                    skipped[item.name].append(
-                        {"id": example["id"], "reason": f"{condition.type} L{condition.level}: {error}"}
-                    )
-                    bar.update(1)
-                    continue
-                batch.append((example, condition, params))
-                prompts.append(example["prompt"])
-                images.append(view)
-            if not batch:
-                continue
-            completions = generator(prompts, images)
-            if len(completions) != len(batch):
-                raise RuntimeError(f"the generator returned {len(completions)} completions for {len(batch)} prompts")
-            records = [_record(item.name, example, condition, params, completion, judge(completion, example))
-                       for (example, condition, params), completion in zip(batch, completions)]
-            if records_path is not None:
-                append_records(records_path, records)
-            results.extend(records)
-            generated += len(records)
-            bar.update(len(batch))
-        bar.close()
+        total = len(examples.ids) * len(conds)
+        with tqdm(total=total, initial=total - len(work), desc=f"eval {item.name}", disable=not progress,
+                  unit="item") as bar:
+            for begin in range(0, len(work), batch_size):
+                chunk = work[begin : begin + batch_size]
+                views = [v for v in (examples.view(i, c, seed=seed) for i, c in chunk) if v is not None]
+                if views:
+                    completions = generator([v.example["prompt"] for v in views], [v.image for v in views])
+                    if len(completions) != len(views):
+                        raise RuntimeError(
+                            f"the generator returned {len(completions)} completions for {len(views)} prompts"
+                        )
+                    records = [_record(item.name, v, completion, judge(completion, v.example))
+                               for v, completion in zip(views, completions)]
+                    if records_path is not None:
+                        append_records(records_path, records)
+                    results.extend(records)
+                    generated += len(records)
+                bar.update(len(chunk))
 
     summary = aggregate(results)
     judge_errors = [{"benchmark": r["benchmark"], "id": r["id"], "type": r["type"], "level": r["level"],
@@ -259,7 +271,7 @@ def evaluate(
         counts={"records": len(results), "generated": generated, "reused": reused,
                 "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()}},
         seconds=round(time.perf_counter() - start, 2),
-        versions=_versions(),
+        **provenance(),
     )
     if out is not None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -57,6 +57,7 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from roma.models.chat_template import CHAT_TEMPLATE
 from roma.models.processor import Qwen3VLImageOnlyProcessor, register
+from roma.provenance import provenance
 
 __all__ = [
     "BUILD_INFO_FILE",
@@ -398,7 +399,7 @@ def build_tiny_qwen3vl(
         },
         "parameters": _parameter_counts(model),
         "build_seconds": round(time.perf_counter() - start, 3),
-        "versions": _versions(),
+        **provenance(),
     }
     (out_dir / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out_dir
@@ -444,16 +445,3 @@ def _parameter_counts(model: Qwen3VLForConditionalGeneration) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     return {"total": total, "vision": visual, "language": language, "lm_head_untied": total - visual - language}
 
-
-def _versions() -> dict[str, str]:
-    import tokenizers
-    import transformers
-
-    import roma
-
-    return {
-        "roma": roma.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-    }

@@ -1,0 +1,92 @@
+"""``roma eval``: clean / seen / unseen evaluation of a model on the synthetic suite or benchmarks.
+
+Example::
+
+    roma eval --model runs/roma/final --data synthetic mathvista ./copies/ChartQA --levels 3 --out evals/roma
+
+An interrupted run resumes when the same command is run again (finished records are kept in
+``OUT/records.jsonl``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
+over an OpenAI-compatible API extracts and judges the answers instead of the rule judge; its API key,
+if any, is read from the environment variable named by ``--judge-api-key-env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from roma.eval.protocol import LEVELS, MAIN_LEVEL, SETTINGS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roma eval",
+        description="Evaluate a model on clean images and under seen / unseen degradations (resumable).",
+    )
+    parser.add_argument("--model", required=True, help="model folder (Qwen3-VL, e.g. the tiny one or a checkpoint)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="NAME",
+        help="'synthetic', a benchmark name (mathvista, wemath, chartqa, logicvista, mmstar, visualpuzzles, "
+             "realworldqa, mmrl30k), its hub id, or a local copy (save_to_disk folder, parquet/json files)",
+    )
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="default: all three")
+    parser.add_argument("--levels", nargs="+", type=int, choices=LEVELS, default=[MAIN_LEVEL],
+                        help="degradation levels (default: 3, the paper's main results)")
+    parser.add_argument("--limit", type=int, help="first N examples per dataset (synthetic: its size, default 500)")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per generate call (default 8)")
+    parser.add_argument("--out", default="eval-out", help="output folder (default ./eval-out)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the degraded views (default 0)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
+    parser.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto",
+                        help="auto: vLLM when installed and a GPU is present (untested path), else transformers")
+    parser.add_argument("--name", help="model label in the report (default: the folder name)")
+    parser.add_argument("--judge", choices=("rule", "openai"), default="rule", help="answer judge (default rule)")
+    parser.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    parser.add_argument("--judge-model", help="judge model name, e.g. Qwen/Qwen2.5-72B-Instruct")
+    parser.add_argument("--judge-api-key-env", help="environment variable holding the judge's API key")
+    parser.add_argument("--judge-retries", type=int, default=5, help="retries of a failed judge request (default 5)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from roma.eval.judge import JudgeUnavailableError, OpenAIJudge, RuleJudge
+    from roma.eval.runner import evaluate
+
+    if args.judge == "openai":
+        if not args.judge_url or not args.judge_model:
+            parser.error("--judge openai needs --judge-url and --judge-model")
+        api_key = None
+        if args.judge_api_key_env:
+            api_key = os.environ.get(args.judge_api_key_env)
+            if not api_key:
+                parser.error(f"environment variable {args.judge_api_key_env} is not set")
+        judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=api_key, max_retries=args.judge_retries)
+    else:
+        if args.judge_url or args.judge_model or args.judge_api_key_env:
+            parser.error("--judge-url / --judge-model / --judge-api-key-env need --judge openai")
+        judge = RuleJudge()
+    try:
+        summary = evaluate(
+            args.model, args.data, settings=args.settings, levels=args.levels, limit=args.limit,
+            batch_size=args.batch_size, out_dir=args.out, seed=args.seed, max_new_tokens=args.max_new_tokens,
+            judge=judge, backend=args.backend, model_name=args.name, progress=not args.no_progress,
+        )
+    except JudgeUnavailableError as error:
+        print(f"roma eval: {error}", file=sys.stderr)
+        return 3
+    except ValueError as error:
+        print(f"roma eval: {error}", file=sys.stderr)
+        return 2
+    from roma.eval.report import main_level, pct
+
+    level = main_level(summary)
+    avg = summary["average"]
+    lv = avg["levels"].get(level, {})
+    print(f"average over {len(summary['benchmarks'])} dataset(s), level {level}: clean {pct(avg.get('clean'))}, "
+          f"seen {pct(lv.get('seen'))}, unseen {pct(lv.get('unseen'))}")
+    print(f"wrote {args.out}/records.jsonl, summary.json, report.md, eval-levels.png, eval-settings.png")
+    return 0
