@@ -41,7 +41,7 @@ def reference_answer(scene: dict) -> str:
     if family == "color":
         return next(s["colour"] for s in scene["shapes"] if s["kind"] == scene["target"])
     if family == "chart":
-        return str(dict(zip("ABCD", scene["values"]))[scene["target"]])
+        return str(dict(zip("ABC", scene["values"]))[scene["target"]])
     if family == "arith":
         a, b = (n["value"] for n in scene["numbers"])
         return str(a + b if scene["op"] == "sum" else abs(a - b))
@@ -113,8 +113,8 @@ def answer_from_pixels(row: dict, templates) -> str:
         blue = colour_mask(image, "blue")
         columns = blue.sum(axis=0)  # (W,) bar height in px, 0 between bars
         runs = [int(h) for h, _ in __import__("itertools").groupby(columns) if h > 0]
-        assert len(runs) == 4, runs  # four bars, each of constant height
-        heights = dict(zip("ABCD", runs))
+        assert len(runs) == 3, runs  # three bars, each of constant height
+        heights = dict(zip("ABC", runs))
         unit = 12 * image.size[0] // 128  # px per unit at this size (12 px at 128 px)
         assert all(h % unit == 0 for h in runs)
         return str(heights[scene["target"]] // unit)

@@ -212,37 +212,41 @@ def accuracy_by_task(tasks: Sequence[str], correct: Sequence[bool]) -> dict[str,
 class AccuracyStop(TrainerCallback):
     """Measure validation accuracy every ``every_steps`` steps; stop at ``target`` accuracy or ``max_seconds``.
 
-    The clock starts at ``on_train_begin`` and includes the validation passes; ``history`` keeps one
-    record per measurement and ``reason`` says why training stopped (``target``, ``time`` or ``max_steps``).
+    ``evaluate(model) -> (accuracy, accuracy_by_family)``. The clock starts at ``on_train_begin`` and
+    includes the validation passes; ``history`` keeps one record per measurement and ``reason`` says why
+    training stopped (``target``, ``time`` or ``max_steps``).
     """
 
     def __init__(self, evaluate, *, every_steps: int, target: float, max_seconds: float):
-        self.evaluate = evaluate  # (model) -> accuracy
+        self.evaluate = evaluate
         self.every_steps = every_steps
         self.target = target
         self.max_seconds = max_seconds
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self.reason = "max_steps"
         self.eval_seconds = 0.0
         self._start = 0.0
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self._start
+        self._cpu_start = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.monotonic()
+        self._cpu_start = time.process_time()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        out_of_time = self.elapsed() >= self.max_seconds
-        last_step = state.global_step >= state.max_steps
-        if state.global_step % self.every_steps == 0 or out_of_time or last_step:
+        elapsed = time.monotonic() - self._start
+        out_of_time = elapsed >= self.max_seconds
+        if state.global_step % self.every_steps == 0 or out_of_time or state.global_step >= state.max_steps:
             tic = time.monotonic()
-            accuracy = self.evaluate(model)
+            accuracy, by_family = self.evaluate(model)
             self.eval_seconds += time.monotonic() - tic
-            self.history.append(
-                {"step": state.global_step, "seconds": round(self.elapsed(), 2), "val_accuracy": accuracy}
-            )
-            print(f"[roma sft] step {state.global_step}: validation accuracy {accuracy:.3f}", flush=True)
+            self.history.append({
+                "step": state.global_step, "seconds": round(elapsed, 2),
+                "cpu_seconds": round(time.process_time() - self._cpu_start, 2), "val_accuracy": accuracy,
+                "val_accuracy_by_family": by_family,
+            })
+            families = " ".join(f"{k} {v:.2f}" for k, v in by_family.items())
+            print(f"[roma sft] step {state.global_step} ({elapsed:.0f} s): validation accuracy {accuracy:.3f} "
+                  f"({families})", flush=True)
             if accuracy >= self.target:
                 self.reason = "target"
                 control.should_training_stop = True
@@ -320,10 +324,11 @@ def run_sft(config: SFTRunConfig) -> Path:
     validation = load_split("validation", config.validation_examples, **split)
     timings["make_data_s"] = time.monotonic() - tic
 
-    def validation_accuracy(m: Any) -> float:
-        return greedy_accuracy(
+    def validation_accuracy(m: Any) -> tuple[float, dict[str, float]]:
+        result = greedy_accuracy(
             m, processor, validation, batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens
-        ).accuracy
+        )
+        return result.accuracy, accuracy_by_task(validation["task"], result.correct)
 
     stopper = AccuracyStop(
         validation_accuracy, every_steps=config.eval_every_steps, target=config.target_accuracy,
@@ -400,8 +405,11 @@ def parse_config(argv: Sequence[str] | None = None) -> SFTRunConfig:
     """``--config file.yaml`` then ``--key value`` flags over :class:`SFTRunConfig`; unknown keys raise ``ValueError``."""
     from trl import TrlParser
 
-    parser = TrlParser(dataclass_types=[SFTRunConfig], prog="roma sft", description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = TrlParser(
+        dataclass_types=[SFTRunConfig], prog="roma sft", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # --max_step must be an error, not --max_steps
+    )
     (config,) = parser.parse_args_and_config(args=list(sys.argv[1:] if argv is None else argv))
     return config
 

@@ -9,8 +9,8 @@ family      question                                                     answer 
             at most 6 shapes, the others in other colours)
 ``color``   "What colour is the triangle?" (one circle, one square, one   text (word)  MMStar (attributes)
             triangle, three different colours)
-``chart``   "What is the value of bar C in the chart?" (four bars, 1–8,  number       ChartQA
-            axis ticks every 2 units)
+``chart``   "What is the value of bar C in the chart?" (three bars, 1–8, number       ChartQA
+            labelled gridlines every 2 units)
 ``arith``   "What is the sum of the two numbers in the image?" / "... the  number       MathVista
             larger number minus the smaller one?" (two digits 1–9)
 ``spatial`` "Where is the red circle relative to the blue square?"        choice       LogicVista
@@ -60,7 +60,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 COUNT_TARGETS: tuple[str, ...] = ("red", "green", "blue")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 RELATIONS: tuple[str, ...] = ("left", "right", "above", "below")
-BAR_NAMES: str = "ABCD"
+BAR_NAMES: str = "ABC"
 BAR_MAX: int = 8
 
 GRID = 4  # cells per side
@@ -260,32 +260,34 @@ def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, px
     draw.text(xy, text, fill=INK, font=_font(max(6, round(px))), anchor="mm")
 
 
-# chart layout at 128 px: baseline, unit height, bar slots
+# chart layout at 128 px: the first column of cells holds the axis labels, bar i fills the middle of column
+# i + 1, so each bar lies in one column of vision tokens
 _CHART_BASELINE = 112
 _CHART_UNIT = 12
-_CHART_LEFT = 22
-_CHART_SLOT = 26
-_CHART_BAR = 14
+_CHART_AXIS = 28
+_CHART_BAR = 16
 
 
 def _draw_chart(draw: ImageDraw.ImageDraw, scene: dict[str, Any], scale: float) -> None:
     s = scale
-    top = _CHART_BASELINE - BAR_MAX * _CHART_UNIT
+    cell = BASE_SIZE // GRID
+    line = max(1, round(s))
     for tick in range(0, BAR_MAX + 1, 2):  # light gridlines with their labels
         y = (_CHART_BASELINE - tick * _CHART_UNIT) * s
-        draw.line([(_CHART_LEFT * s, y), ((BASE_SIZE - 2) * s, y)], fill=(205, 205, 205), width=max(1, round(s)))
-        _draw_text(draw, ((_CHART_LEFT - 8) * s, y), str(tick), 10 * s)
-    axis = max(1, round(s))
-    draw.line([(_CHART_LEFT * s, top * s), (_CHART_LEFT * s, _CHART_BASELINE * s)], fill=INK, width=axis)
+        draw.line([(_CHART_AXIS * s, y), ((BASE_SIZE - 1) * s, y)], fill=(200, 200, 200), width=line)
+        _draw_text(draw, ((_CHART_AXIS - 10) * s, y), str(tick), 10 * s)
+    top = _CHART_BASELINE - BAR_MAX * _CHART_UNIT
+    draw.line([(_CHART_AXIS * s, top * s), (_CHART_AXIS * s, _CHART_BASELINE * s)], fill=INK, width=line)
     for i, (name, value) in enumerate(zip(BAR_NAMES, scene["values"])):
-        centre = _CHART_LEFT + _CHART_SLOT * i + _CHART_SLOT // 2 + 1
+        centre = (i + 1) * cell + cell // 2
         box = [
             (centre - _CHART_BAR // 2) * s, (_CHART_BASELINE - value * _CHART_UNIT) * s,
             (centre + _CHART_BAR // 2) * s - 1, _CHART_BASELINE * s - 1,
         ]
         draw.rectangle(box, fill=COLOURS["blue"])
-        _draw_text(draw, (centre * s, (_CHART_BASELINE + 8) * s), name, 10 * s)
-    draw.line([(_CHART_LEFT * s, _CHART_BASELINE * s), ((BASE_SIZE - 2) * s, _CHART_BASELINE * s)], fill=INK, width=axis)
+        _draw_text(draw, (centre * s, (_CHART_BASELINE + 9) * s), name, 10 * s)
+    draw.line([(_CHART_AXIS * s, _CHART_BASELINE * s), ((BASE_SIZE - 1) * s, _CHART_BASELINE * s)], fill=INK,
+              width=line)
 
 
 def render(scene: dict[str, Any], image_size: int = BASE_SIZE) -> Image.Image:

@@ -1,0 +1,246 @@
+"""``roma train``: GRPO / ROMA / naive-augmentation RL of a vision-language model from a YAML recipe.
+
+::
+
+    roma train --config configs/tiny-roma.yaml [--key value ...]
+    accelerate launch --config_file configs/accelerate/zero3.yaml -m roma.train_cli --config configs/qwen3vl-8b-roma.yaml
+
+Every key of the recipe (and every ``--key value`` flag, which wins over the recipe) is a field of
+:class:`roma.trainer.RomaConfig` (TRL's ``GRPOConfig`` + ROMA's options), of TRL's ``ModelConfig``
+(``model_name_or_path``, ``dtype``, ``use_peft``, ``lora_r``, …) or of :class:`DataArguments`; an
+unknown key is an error. The run:
+
+1. builds a random tiny Qwen3-VL at ``model_name_or_path`` if ``build_tiny_model`` is set and the folder
+   does not exist (a smoke-test policy; real runs start from the SFT base, ``roma sft``);
+2. loads the training set: ``dataset_name: synthetic`` (roma's suite) or a benchmark / training-set name
+   or path of :func:`roma.data.benchmarks.load_benchmark` (MMRL30k for the paper's recipes);
+3. adds the vision special tokens to ``generation_kwargs["suppress_tokens"]`` (transformers generation
+   only; TRL's own list, which these replace, holds the image token alone);
+4. trains :class:`roma.trainer.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
+   or ``last`` for the newest ``checkpoint-*`` of ``output_dir``);
+5. writes ``config.yaml`` (the resolved configuration, re-usable as ``--config``), ``run_info.json``
+   (package versions, git commit, command) and the final model and processor to ``output_dir``.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roma.trainer import RomaConfig
+
+LAST_CHECKPOINT = "last"
+
+
+@dataclass
+class DataArguments:
+    """The training set, the rewards and the model bootstrap of a ``roma train`` run."""
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={"help": "'synthetic' (roma's embedded suite, see dataset_size / dataset_seed) or a name, hub "
+                  "id or local path accepted by roma.data.benchmarks.load_benchmark (e.g. 'mmrl30k')."},
+    )
+    dataset_split: str | None = field(
+        default=None,
+        metadata={"help": "synthetic: 'train' (default), 'validation' or 'test' (disjoint scene buckets); "
+                  "benchmarks: the source split (default: the registry's)."},
+    )
+    dataset_size: int = field(default=512, metadata={"help": "synthetic only: number of examples."})
+    dataset_seed: int = field(
+        default=7,
+        metadata={"help": "synthetic only: generator seed (the SFT warm-up uses the split seeds, so the RL "
+                  "examples differ from the warm-up's)."},
+    )
+    dataset_limit: int | None = field(
+        default=None, metadata={"help": "benchmarks only: keep the first N source rows."}
+    )
+    synthetic_families: list[str] | None = field(
+        default=None, metadata={"help": "synthetic only: task families (default: all)."}
+    )
+    synthetic_image_size: int = field(
+        default=128, metadata={"help": "synthetic only: image side in pixels (128 → 16 vision tokens)."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward functions by their roma.rewards.REWARD_FUNCS name, summed with "
+                  "reward_weights. success_reward names the one that defines success (its function name, "
+                  "e.g. 'accuracy_reward')."},
+    )
+    build_tiny_model: bool = field(
+        default=False,
+        metadata={"help": "Build a random tiny Qwen3-VL at model_name_or_path when that folder does not exist "
+                  "(smoke tests; RL from random weights never earns a reward)."},
+    )
+    suppress_vision_tokens: bool = field(
+        default=True,
+        metadata={"help": "Add the five vision special tokens to generation_kwargs['suppress_tokens'] "
+                  "(transformers generation): a sampled <|image_pad|> breaks the teacher-forced passes."},
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, DataArguments]:
+    """``--config recipe.yaml`` then ``--key value`` flags → ``(RomaConfig, ModelConfig, DataArguments)``.
+
+    Unknown keys in the recipe raise ``ValueError``; unknown flags exit with argparse's usage error.
+    """
+    from trl import ModelConfig, TrlParser
+
+    parser = TrlParser(
+        dataclass_types=[RomaConfig, ModelConfig, DataArguments],
+        prog="roma train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    args = list(sys.argv[1:] if argv is None else argv)
+    training_args, model_args, data_args = parser.parse_args_and_config(args=args)
+    if model_args.model_name_or_path is None:
+        raise ValueError("model_name_or_path is required (a model folder, or a hub id on a machine with a hub)")
+    return training_args, model_args, data_args
+
+
+def load_train_dataset(data_args: DataArguments) -> Any:
+    """The training set in roma's schema (``roma.data.schema``)."""
+    if data_args.dataset_name == "synthetic":
+        from roma.data.synthetic import generate
+
+        if data_args.dataset_limit is not None:
+            raise ValueError("dataset_limit applies to benchmarks; for the synthetic suite set dataset_size")
+        return generate(
+            data_args.dataset_size,
+            seed=data_args.dataset_seed,
+            families=data_args.synthetic_families,
+            image_size=data_args.synthetic_image_size,
+            split=data_args.dataset_split or "train",
+        )
+    from roma.data.benchmarks import load_benchmark
+
+    return load_benchmark(data_args.dataset_name, split=data_args.dataset_split, limit=data_args.dataset_limit)
+
+
+def reward_functions(names: Sequence[str]) -> list[Any]:
+    """The reward functions named in ``roma.rewards.REWARD_FUNCS``; ``ValueError`` for an unknown name."""
+    from roma.rewards import REWARD_FUNCS
+
+    unknown = [name for name in names if name not in REWARD_FUNCS]
+    if unknown or not names:
+        raise ValueError(f"reward_funcs must be a non-empty list of {sorted(REWARD_FUNCS)}, got {list(names)}")
+    return [REWARD_FUNCS[name] for name in names]
+
+
+def resolve_checkpoint(value: str | None, output_dir: str) -> str | bool | None:
+    """``resume_from_checkpoint`` as Trainer.train takes it: ``last`` → True (newest in output_dir)."""
+    if value is None:
+        return None
+    if value == LAST_CHECKPOINT:
+        if not any(Path(output_dir).glob("checkpoint-*")):
+            raise ValueError(f"resume_from_checkpoint='last' but {output_dir} holds no checkpoint-* folder")
+        return True
+    if not Path(value).is_dir():
+        raise ValueError(f"resume_from_checkpoint={value!r} is not a checkpoint folder (or use 'last')")
+    return value
+
+
+def check_model_path(model_args: Any, data_args: DataArguments) -> None:
+    """``ValueError`` for a local-looking model path that does not exist and will not be built."""
+    path = model_args.model_name_or_path
+    looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+    if not Path(path).exists() and not data_args.build_tiny_model and not looks_like_hub_id:
+        raise ValueError(
+            f"model_name_or_path {path!r} does not exist; train the SFT base first (roma sft --config "
+            "configs/tiny-sft.yaml writes runs/sft/model) or pass --build_tiny_model true for a random tiny model"
+        )
+
+
+# Fields GRPOConfig derives from the others at construction; a recipe may set only one of them.
+DERIVED_FIELDS: tuple[str, ...] = ("generation_batch_size",)
+
+
+def resolved_config(training_args: RomaConfig, model_args: Any, data_args: DataArguments) -> dict[str, Any]:
+    """All fields of the three dataclasses as plain YAML-able values (one flat mapping, as the recipes),
+    without :data:`DERIVED_FIELDS`, so that the mapping is itself a valid recipe."""
+    config = {**training_args.to_dict(), **asdict(model_args), **asdict(data_args)}
+    config = {key: value for key, value in config.items() if key not in DERIVED_FIELDS}
+    return json.loads(json.dumps(config, default=str))
+
+
+def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) -> Path:
+    """Train as configured; return ``output_dir``."""
+    import yaml
+    from accelerate import PartialState
+    from transformers import AutoProcessor
+    from trl import get_peft_config
+
+    from roma.models import build_tiny_qwen3vl, vision_token_ids
+    from roma.sft import run_info
+    from roma.trainer import RomaTrainer
+
+    state = PartialState()
+    check_model_path(model_args, data_args)
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    rewards = reward_functions(data_args.reward_funcs)
+    model_path = model_args.model_name_or_path
+    if not Path(model_path).exists() and data_args.build_tiny_model:
+        with state.main_process_first():
+            if not Path(model_path).exists():
+                build_tiny_qwen3vl(model_path, seed=training_args.seed)
+
+    train_dataset = load_train_dataset(data_args)
+    processor = AutoProcessor.from_pretrained(
+        model_path, revision=model_args.model_revision, padding_side="left", truncation_side="left"
+    )
+    if data_args.suppress_vision_tokens and not training_args.use_vllm:
+        generation_kwargs = dict(training_args.generation_kwargs or {})
+        suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_token_ids(processor))
+        generation_kwargs["suppress_tokens"] = sorted(suppressed)
+        training_args.generation_kwargs = generation_kwargs
+    if training_args.model_init_kwargs is None:
+        training_args.model_init_kwargs = {"revision": model_args.model_revision}
+        if model_args.dtype is not None:
+            training_args.model_init_kwargs["dtype"] = model_args.dtype
+        if model_args.attn_implementation is not None:
+            training_args.model_init_kwargs["attn_implementation"] = model_args.attn_implementation
+
+    trainer = RomaTrainer(
+        model=model_path,
+        reward_funcs=rewards,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+    output_dir = Path(training_args.output_dir)
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config = resolved_config(training_args, model_args, data_args)
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
+        info = {
+            **run_info(),
+            "world_size": state.num_processes,
+            "generation_batch_size": training_args.generation_batch_size,
+            "train_examples": len(train_dataset),
+        }
+        (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))  # the model and the processor
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        training_args, model_args, data_args = parse_args(argv)
+        check_model_path(model_args, data_args)
+        resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        reward_functions(data_args.reward_funcs)
+    except ValueError as err:
+        print(f"roma train: {err}", file=sys.stderr)
+        return 2
+    run(training_args, model_args, data_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

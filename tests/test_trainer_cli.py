@@ -1,0 +1,121 @@
+"""``roma train``: recipes parse into RomaConfig, the entry point runs in-process and under ``accelerate launch``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from roma.train_cli import main, parse_args
+from roma.trainer import RomaConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+# A 2-step ROMA run small enough for a test: 2 prompts x 2 completions of at most 8 tokens per step.
+SMALL_RUN = [
+    "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",
+    "--max_completion_length", "8", "--dataset_size", "8", "--report_to", "none", "--logging_steps", "1",
+    "--save_strategy", "no", "--correctness_mask", "false", "--disable_tqdm", "true",
+]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "mode", "lambdas"),
+    [("tiny-roma", "roma", (0.05, 0.1)), ("tiny-grpo", "grpo", (0.0, 0.0)), ("tiny-naive-aug", "naive_aug", (0.0, 0.0))],
+)
+def test_tiny_recipes_parse(recipe, mode, lambdas):
+    training_args, model_args, data_args = parse_args(["--config", str(CONFIGS / f"{recipe}.yaml")])
+    assert isinstance(training_args, RomaConfig)
+    assert (training_args.mode, (training_args.lambda_kl, training_args.lambda_aux)) == (mode, lambdas)
+    assert training_args.use_cpu and not training_args.bf16 and not training_args.use_vllm
+    assert model_args.model_name_or_path == "runs/sft/model"
+    assert data_args.dataset_name == "synthetic" and data_args.reward_funcs == ["accuracy", "format"]
+    assert training_args.success_reward == "accuracy_reward"
+
+
+@pytest.mark.parametrize(("recipe", "model"), [("qwen3vl-8b-roma", "Qwen3-VL-8B"), ("qwen3vl-4b-roma", "Qwen3-VL-4B")])
+def test_gpu_recipes_parse(recipe, model):
+    # bf16 needs a GPU at construction unless use_cpu is set; everything else is validated as on the GPU.
+    training_args, model_args, data_args = parse_args(["--config", str(CONFIGS / f"{recipe}.yaml"), "--use_cpu", "true"])
+    assert isinstance(training_args, RomaConfig)
+    assert model_args.model_name_or_path == f"Qwen/{model}-Instruct" and model_args.dtype == "bfloat16"
+    assert training_args.bf16 and training_args.use_vllm and training_args.vllm_mode == "colocate"
+    assert (training_args.mode, training_args.roma_views, training_args.lambda_kl, training_args.lambda_aux) == (
+        "roma", 3, 0.05, 0.1,
+    )
+    assert training_args.worst_case == "batch" and training_args.gradient_checkpointing
+    assert data_args.dataset_name == "mmrl30k"
+
+
+@pytest.mark.parametrize(("name", "distributed_type"), [("zero3", "DEEPSPEED"), ("fsdp2", "FSDP"), ("cpu-2proc", "MULTI_GPU")])
+def test_accelerate_configs_load(name, distributed_type):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIGS / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type == distributed_type
+    if name == "zero3":
+        assert config.deepspeed_config["zero_stage"] == 3 and config.mixed_precision == "bf16"
+    if name == "fsdp2":
+        assert config.fsdp_config["fsdp_version"] == 2
+
+
+def test_unknown_recipe_key_and_flag_are_errors(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model_name_or_path: x/y\nuse_cpu: true\nlambda_klx: 0.1\n")
+    assert main(["--config", str(recipe)]) == 2
+    assert "Unknown arguments from config file: ['--lambda_klx', '0.1']" in capsys.readouterr().err
+    assert main(["--model_name_or_path", "x/y", "--use_cpu", "true", "--lambda_klx", "0.1"]) == 2
+    assert "not used by the HfArgumentParser: ['--lambda_klx', '0.1']" in capsys.readouterr().err
+
+
+def test_missing_model_and_bad_values_are_reported(tmp_path, capsys):
+    assert main(["--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(tmp_path / "none")]) == 2
+    assert "does not exist; train the SFT base first" in capsys.readouterr().err
+    assert main(["--config", str(CONFIGS / "tiny-roma.yaml"), "--lambda_kl", "-1"]) == 2
+    assert "lambda_kl must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+    assert main(["--config", str(CONFIGS / "tiny-roma.yaml"), "--build_tiny_model", "true", "--model_name_or_path",
+                 str(tmp_path / "m"), "--reward_funcs", "accuracy", "speed"]) == 2
+    assert "reward_funcs must be a non-empty list of ['accuracy', 'format'], got ['accuracy', 'speed']" in (
+        capsys.readouterr().err
+    )
+
+
+def test_train_in_process_builds_the_model_and_records_the_run(tmp_path):
+    model_dir, output_dir = tmp_path / "tiny", tmp_path / "run"
+    argv = ["--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(model_dir),
+            "--build_tiny_model", "true", "--output_dir", str(output_dir), *SMALL_RUN]
+    assert main(argv) == 0
+    assert (model_dir / "config.json").exists()  # built, since it did not exist
+    for name in ("config.yaml", "run_info.json", "model.safetensors", "processor_config.json"):
+        assert (output_dir / name).exists(), name
+    info = json.loads((output_dir / "run_info.json").read_text())
+    assert info["trl"] == "1.16.0" and info["transformers"] == "5.24.0" and info["world_size"] == 1
+    assert info["git_commit"] and info["train_examples"] == 8
+    config = yaml.safe_load((output_dir / "config.yaml").read_text())
+    assert (config["mode"], config["lambda_kl"], config["max_steps"], config["roma_agg"]) == ("roma", 0.05, 2, "token")
+    assert config["generation_kwargs"]["suppress_tokens"]  # the vision tokens were added
+    # The resolved config is itself a recipe.
+    training_args, _, _ = parse_args(["--config", str(output_dir / "config.yaml")])
+    assert training_args.mode == "roma" and training_args.roma_views == 3
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes(tiny_model_dir, tmp_path):
+    """Two CPU processes (torchrun + gloo) run 2 ROMA steps of the tiny recipe."""
+    output_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "accelerate" / "cpu-2proc.yaml"),
+        "-m", "roma.train_cli", "--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(tiny_model_dir),
+        "--output_dir", str(output_dir), *SMALL_RUN,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((output_dir / "run_info.json").read_text())
+    assert info["world_size"] == 2
+    logs = [line for line in result.stdout.splitlines() if "'roma/loss_inv'" in line]
+    assert len(logs) == 2  # one log line per step, from the main process only
+    assert (output_dir / "model.safetensors").exists()
