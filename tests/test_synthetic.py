@@ -45,12 +45,9 @@ def reference_answer(scene: dict) -> str:
     if family == "arith":
         a, b = (n["value"] for n in scene["numbers"])
         return str(a + b if scene["op"] == "sum" else abs(a - b))
-    if family == "spatial":
-        (r1, c1), (r2, c2) = (s["cell"] for s in scene["shapes"])
-        relation = {(0, -1): "left", (0, 1): "right", (-1, 0): "above", (1, 0): "below"}[
-            (int(np.sign(r1 - r2)), int(np.sign(c1 - c2)))
-        ]
-        return "ABCD"[scene["choices"].index(relation)]
+    if family == "shape":  # options: circle, square, triangle, in this order
+        kind = next(s["kind"] for s in scene["shapes"] if s["colour"] == scene["target"])
+        return "ABC"[["circle", "square", "triangle"].index(kind)]
     raise AssertionError(family)
 
 
@@ -73,13 +70,16 @@ def shape_kind(mask: np.ndarray) -> str:
     return "square" if fill > 0.93 else "circle" if fill > 0.65 else "triangle"
 
 
+INK_THRESHOLD = (synthetic.INK[0] + synthetic.BACKGROUND[0]) // 2  # halfway between ink and background grey
+
+
 def digit_templates(px: int) -> dict[int, np.ndarray]:
     font = ImageFont.load_default(size=px)
     templates = {}
     for d in range(1, 10):
-        canvas = Image.new("L", (4 * px, 4 * px), 255)
-        ImageDraw.Draw(canvas).text((2 * px, 2 * px), str(d), fill=20, font=font, anchor="mm")
-        ink = np.asarray(canvas) < 128
+        canvas = Image.new("L", (4 * px, 4 * px), synthetic.BACKGROUND[0])
+        ImageDraw.Draw(canvas).text((2 * px, 2 * px), str(d), fill=synthetic.INK[0], font=font, anchor="mm")
+        ink = np.asarray(canvas) < INK_THRESHOLD
         ys, xs = np.nonzero(ink)
         templates[d] = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     return templates
@@ -87,7 +87,7 @@ def digit_templates(px: int) -> dict[int, np.ndarray]:
 
 def read_digits(image, templates) -> list[int]:
     """The digits of an arith image in reading order: one per inked cell, matched exactly against templates."""
-    ink = pixels(image).mean(axis=-1) < 128
+    ink = pixels(image).mean(axis=-1) < INK_THRESHOLD
     step = ink.shape[0] // 4
     digits = []
     for r, c in cells_holding(ink):
@@ -121,12 +121,8 @@ def answer_from_pixels(row: dict, templates) -> str:
     if family == "arith":
         a, b = read_digits(image, templates)
         return str(a + b) if "sum" in row["prompt"][0]["content"][1]["text"] else str(abs(a - b))
-    if family == "spatial":
-        (first, second) = (" ".join(s.split()[-2:]) for s in re.findall(
-            r"Where is the (\w+ \w+) relative to the (\w+ \w+)\?", row["prompt"][0]["content"][1]["text"])[0])
-        (ya, xa), (yb, xb) = (np.argwhere(colour_mask(image, name.split()[0])).mean(axis=0) for name in (first, second))
-        relation = ("left" if xa < xb else "right") if abs(xa - xb) > abs(ya - yb) else ("above" if ya < yb else "below")
-        return LETTERS[row["choices"].index(relation)]
+    if family == "shape":
+        return LETTERS[row["choices"].index(shape_kind(colour_mask(image, scene["target"])))]
     raise AssertionError(family)
 
 
@@ -167,28 +163,29 @@ def test_answer_recomputed_from_scene_for_every_family(mixed):
 def test_the_image_shows_the_scene_answer(image_size):
     """Read every answer back off the pixels (colours, fill ratios, bar heights, digit glyphs)."""
     rows = generate(150, seed=3, image_size=image_size)
-    templates = digit_templates(14 * image_size // 128)
+    templates = digit_templates(synthetic.DIGIT_PX * image_size // 128)
     for row in rows:
         assert answer_from_pixels(row, templates) == row["answer"], row["id"]
 
 
 def test_answer_types_per_family(mixed):
     kinds = {(t, a) for t, a in zip(mixed["task"], mixed["answer_type"])}
-    assert kinds == {("count", "number"), ("color", "text"), ("chart", "number"), ("arith", "number"),
-                     ("spatial", "choice")}
-    spatial = mixed.filter(lambda r: r["task"] == "spatial")
-    assert all(sorted(c) == ["above", "below", "left", "right"] for c in spatial["choices"])
+    assert kinds == {("count", "number"), ("color", "text"), ("shape", "choice"), ("chart", "number"),
+                     ("arith", "number")}
+    shape = mixed.filter(lambda r: r["task"] == "shape")
+    assert all(c == ["circle", "square", "triangle"] for c in shape["choices"])
+    assert all(c == [] for t, c in zip(mixed["task"], mixed["choices"]) if t != "shape")
 
 
 def test_answers_are_balanced_within_each_family():
-    rows = generate(1000, seed=7)
+    rows = generate(500, seed=7)  # 100 per family
     for family in FAMILIES:
         answers = Counter(a for t, a in zip(rows["task"], rows["answer"]) if t == family)
         top, n = answers.most_common(1)[0][1], sum(answers.values())
         assert top / n <= 0.5, (family, answers)
-        assert len(answers) >= 4, (family, answers)  # no family collapses onto a couple of answers
-    letters = Counter(a for t, a in zip(rows["task"], rows["answer"]) if t == "spatial")
-    assert set(letters) == set("ABCD")
+        assert len(answers) >= 3, (family, answers)  # no family collapses onto a couple of answers
+    letters = Counter(a for t, a in zip(rows["task"], rows["answer"]) if t == "shape")
+    assert set(letters) == set("ABC")
 
 
 def test_splits_share_no_example():
@@ -241,14 +238,29 @@ def test_tokenizer_corpus_holds_prompts_solutions_and_vocabulary():
     assert all(word in text for word in [*PALETTE, "circle", "square", "triangle", "Options:", "\\boxed{"])
 
 
+def digit_boxes(row) -> np.ndarray:
+    """(H, W) mask of the ink bounding box of each digit of an arith example (strokes and the grey between)."""
+    ink = pixels(row["image"]).mean(axis=-1) < INK_THRESHOLD
+    step = ink.shape[0] // 4
+    boxes = np.zeros_like(ink)
+    for number in json.loads(row["scene"])["numbers"]:
+        r, c = number["cell"]
+        ys, xs = np.nonzero(ink[r * step:(r + 1) * step, c * step:(c + 1) * step])
+        boxes[r * step + ys.min():r * step + ys.max() + 1, c * step + xs.min():c * step + xs.max() + 1] = True
+    return boxes
+
+
 def test_level3_degradations_change_the_digits():
-    """At Level 3 every degradation type alters the ink of the digits (the fine detail of arith)."""
+    """At Level 3 every degradation type alters the digits (the fine detail of arith) by > 20 grey levels.
+
+    Measured on the digits' bounding boxes, not the strokes alone: speckle noise is multiplicative and
+    leaves the near-black strokes almost unchanged, but it buries them in the noise of the grey around them.
+    """
     degrade = pytest.importorskip("roma.degrade")
-    row = generate(1, seed=0, families=["arith"])[0]
-    clean = pixels(row["image"])
-    ink = clean.mean(axis=-1) < 128  # (H, W) digit strokes
-    for name in (*degrade.SEEN, *degrade.UNSEEN):
-        view = np.asarray(degrade.degrade(row["image"], name, 3, seed=0), dtype=np.int16)
-        assert view.shape == clean.shape
-        change = np.abs(view - clean).mean(axis=-1)[ink].mean()  # mean grey-level change on the strokes
-        assert change > 20, (name, change)
+    for row in generate(3, seed=0, families=["arith"]):
+        clean, boxes = pixels(row["image"]), digit_boxes(row)
+        for name in (*degrade.SEEN, *degrade.UNSEEN):
+            view = np.asarray(degrade.degrade(row["image"], name, 3, seed=0), dtype=np.int16)
+            assert view.shape == clean.shape
+            change = np.abs(view - clean).mean(axis=-1)[boxes].mean()  # mean grey-level change on the digits
+            assert change > 20, (row["id"], name, change)

@@ -163,6 +163,7 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
         ({"success_reward": ""}, r"success_reward must name a reward function, got ''"),
         ({"view_seed": -1}, r"view_seed must be an int >= 0, got -1"),
         ({"correct_threshold": math.inf}, r"correct_threshold must be a finite number, got inf"),
+        ({"view_batch_size": 0}, r"view_batch_size must be an int >= 1 or None, got 0"),
     ],
 )
 def test_config_rejects_invalid_options(tmp_path, suppress_ids, overrides, message):
@@ -277,6 +278,7 @@ def loss_and_grads(trainer, inputs, loss_fn):
         {"worst_case": "token"},
         {"worst_case": "mean"},
         {"worst_case": "batch", "correctness_mask": False, "aux_correct_only": False, "aux_ratio_anchor": "view"},
+        {"worst_case": "batch", "view_batch_size": 1},
     ],
 )
 @pytest.mark.parametrize("uniform", [False, True])

@@ -47,6 +47,7 @@ def test_gpu_recipes_parse(recipe, model):
         "roma", 3, 0.05, 0.1,
     )
     assert training_args.worst_case == "batch" and training_args.gradient_checkpointing
+    assert training_args.view_batch_size == 2
     assert data_args.dataset_name == "mmrl30k"
 
 
@@ -81,6 +82,12 @@ def test_missing_model_and_bad_values_are_reported(tmp_path, capsys):
     assert "reward_funcs must be a non-empty list of ['accuracy', 'format'], got ['accuracy', 'speed']" in (
         capsys.readouterr().err
     )
+    gpu_recipe = ["--config", str(CONFIGS / "qwen3vl-8b-roma.yaml"), "--use_cpu", "true"]
+    assert main([*gpu_recipe, "--dataset_size", "100"]) == 2
+    assert "['dataset_size'] apply to dataset_name='synthetic' only, not to 'mmrl30k'" in capsys.readouterr().err
+    assert main(["--config", str(CONFIGS / "tiny-roma.yaml"), "--build_tiny_model", "true", "--model_name_or_path",
+                 str(tmp_path / "m"), "--dataset_limit", "10"]) == 2
+    assert "dataset_limit applies to benchmarks" in capsys.readouterr().err
 
 
 def test_train_in_process_builds_the_model_and_records_the_run(tmp_path):

@@ -33,6 +33,8 @@ from typing import Any
 from roma.trainer import RomaConfig
 
 LAST_CHECKPOINT = "last"
+SYNTHETIC_SIZE, SYNTHETIC_SEED, SYNTHETIC_IMAGE_SIZE = 512, 7, 128
+SYNTHETIC_ONLY: tuple[str, ...] = ("dataset_size", "dataset_seed", "synthetic_families", "synthetic_image_size")
 
 
 @dataclass
@@ -49,20 +51,23 @@ class DataArguments:
         metadata={"help": "synthetic: 'train' (default), 'validation' or 'test' (disjoint scene buckets); "
                   "benchmarks: the source split (default: the registry's)."},
     )
-    dataset_size: int = field(default=512, metadata={"help": "synthetic only: number of examples."})
-    dataset_seed: int = field(
-        default=7,
-        metadata={"help": "synthetic only: generator seed (the SFT warm-up uses the split seeds, so the RL "
-                  "examples differ from the warm-up's)."},
+    dataset_size: int | None = field(
+        default=None, metadata={"help": f"synthetic only: number of examples (unset: {SYNTHETIC_SIZE})."}
+    )
+    dataset_seed: int | None = field(
+        default=None,
+        metadata={"help": f"synthetic only: generator seed (unset: {SYNTHETIC_SEED}; the SFT warm-up uses the "
+                  "split seeds, so the RL examples differ from the warm-up's)."},
     )
     dataset_limit: int | None = field(
         default=None, metadata={"help": "benchmarks only: keep the first N source rows."}
     )
     synthetic_families: list[str] | None = field(
-        default=None, metadata={"help": "synthetic only: task families (default: all)."}
+        default=None, metadata={"help": "synthetic only: task families (unset: all)."}
     )
-    synthetic_image_size: int = field(
-        default=128, metadata={"help": "synthetic only: image side in pixels (128 → 16 vision tokens)."}
+    synthetic_image_size: int | None = field(
+        default=None,
+        metadata={"help": f"synthetic only: image side in pixels (unset: {SYNTHETIC_IMAGE_SIZE} → 16 vision tokens)."},
     )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
@@ -104,21 +109,32 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, Data
 
 def load_train_dataset(data_args: DataArguments) -> Any:
     """The training set in roma's schema (``roma.data.schema``)."""
+    check_data_args(data_args)
     if data_args.dataset_name == "synthetic":
         from roma.data.synthetic import generate
 
-        if data_args.dataset_limit is not None:
-            raise ValueError("dataset_limit applies to benchmarks; for the synthetic suite set dataset_size")
         return generate(
-            data_args.dataset_size,
-            seed=data_args.dataset_seed,
+            SYNTHETIC_SIZE if data_args.dataset_size is None else data_args.dataset_size,
+            seed=SYNTHETIC_SEED if data_args.dataset_seed is None else data_args.dataset_seed,
             families=data_args.synthetic_families,
-            image_size=data_args.synthetic_image_size,
+            image_size=SYNTHETIC_IMAGE_SIZE if data_args.synthetic_image_size is None else data_args.synthetic_image_size,
             split=data_args.dataset_split or "train",
         )
     from roma.data.benchmarks import load_benchmark
 
     return load_benchmark(data_args.dataset_name, split=data_args.dataset_split, limit=data_args.dataset_limit)
+
+
+def check_data_args(data_args: DataArguments) -> None:
+    """``ValueError`` for a dataset option that the chosen dataset would ignore, or an unknown reward."""
+    if data_args.dataset_name == "synthetic":
+        if data_args.dataset_limit is not None:
+            raise ValueError("dataset_limit applies to benchmarks; for the synthetic suite set dataset_size")
+    else:
+        ignored = [name for name in SYNTHETIC_ONLY if getattr(data_args, name) is not None]
+        if ignored:
+            raise ValueError(f"{ignored} apply to dataset_name='synthetic' only, not to {data_args.dataset_name!r}")
+    reward_functions(data_args.reward_funcs)
 
 
 def reward_functions(names: Sequence[str]) -> list[Any]:
@@ -181,6 +197,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
     state = PartialState()
     check_model_path(model_args, data_args)
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_data_args(data_args)
     rewards = reward_functions(data_args.reward_funcs)
     model_path = model_args.model_name_or_path
     if not Path(model_path).exists() and data_args.build_tiny_model:
@@ -234,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         training_args, model_args, data_args = parse_args(argv)
         check_model_path(model_args, data_args)
         resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-        reward_functions(data_args.reward_funcs)
+        check_data_args(data_args)
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2

@@ -8,23 +8,23 @@ One optimisation step of ``mode="roma"``:
    the clean image, score them, compute the group advantages. The accuracy reward of every completion
    (``success_reward``) is kept as the success mask ``m_i = 1[R_i > correct_threshold]``.
 2. **Views** (:meth:`RomaTrainer._make_views`): ``K`` degraded views of every prompt image, of ``K``
-   distinct seen types with training-range parameters, each seeded by
-   ``derive_seed(view_seed, step, example id, view index, type)`` — the same pixels on every process and
-   after a resume. They are processed by the same image processor; a view must give the clean image's
-   ``image_grid_thw`` (same vision-token count, so the same token sequence), else ``RuntimeError``.
-   They travel with their sample through TRL's shuffle and split as per-sample entries (see
-   :data:`ROMA_KEYS`).
+   distinct seen types (drawn once per step and shared by the batch, ``view_sampling="step"``, or per
+   image) with training-range parameters, seeded by ``derive_seed(view_seed, step, example id, view
+   index, type)`` — the same pixels on every process and after a resume. They are processed by the same
+   image processor; a view must give the clean image's ``image_grid_thw`` (same vision-token count, so
+   the same token sequence), else ``RuntimeError``. They travel with their sample through TRL's shuffle
+   and split as per-sample entries (see :data:`ROMA_KEYS`).
 3. **Loss** (:meth:`RomaTrainer._compute_loss`): TRL's GRPO loss on the clean image (its clean
    log-probs are kept as the stop-gradient anchor), then pass 2 — the same completions teacher-forced
    under the views — and ``L = L_GRPO + (λ_kl · L_inv^wc + λ_aux · L_aux) / gradient_accumulation_steps``.
 
 Pass 2 never samples a token from a degraded image and never builds a full-vocabulary log-softmax:
-log-probs come from TRL's fused LM head, which gathers the sampled tokens only. For
-``worst_case="batch"`` the ``K`` views run without autograd to find the worst, then only the worst
-view and the auxiliary view run with autograd (one pass when they coincide). ``mode="grpo"`` or
-``λ_kl = λ_aux = 0`` is TRL's GRPO step, bit for bit, without any degraded forward pass.
-``mode="naive_aug"`` is the reward-poisoning baseline: the rollout image itself is replaced by one
-degraded view; everything else is GRPO.
+log-probs come from TRL's fused LM head, which gathers the sampled tokens only. It runs only where a
+term looks — the successful sequences under the correctness masks — and, for ``worst_case="batch"``,
+the ``K`` views run without autograd to find the worst, then only the worst view and the auxiliary view
+run with autograd (one pass when they coincide). ``mode="grpo"`` or ``λ_kl = λ_aux = 0`` is TRL's GRPO
+step, bit for bit, without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning
+baseline: the rollout image itself is replaced by one degraded view; everything else is GRPO.
 """
 
 import math
@@ -82,7 +82,8 @@ class RomaConfig(GRPOConfig):
             "degraded views (method.md §2-§6). 'grpo': plain GRPO, no degraded image anywhere (the clean "
             "baseline). 'naive_aug': GRPO whose rollout images are replaced by one training-range degraded view "
             "(the naive-augmentation baseline: rewards of trajectories sampled on degraded images punish "
-            "perception failures as reasoning errors, the 'reward poisoning' ROMA avoids).",
+            "perception failures as reasoning errors, the 'reward poisoning' ROMA avoids); evaluation "
+            "rollouts stay clean.",
             MODES,
         ),
     )
@@ -204,6 +205,14 @@ class RomaConfig(GRPOConfig):
             "views are the same on every process and after resuming from a checkpoint."
         ),
     )
+    view_batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "Sequences per teacher-forced pass of pass 2 (unset: the whole micro-batch, as TRL's clean pass). "
+            "A view pass holds a transient of the size of a full forward on top of the graphs already kept for "
+            "backward; smaller chunks bound that transient, so ROMA's peak memory, for a little speed."
+        ),
+    )
     roma_agg: Literal["token", "sequence", "fixed"] | None = field(
         default=None,
         metadata=_help(
@@ -270,6 +279,10 @@ class RomaConfig(GRPOConfig):
             raise ValueError(f"success_reward must name a reward function, got {self.success_reward!r}")
         if isinstance(self.view_seed, bool) or not isinstance(self.view_seed, int) or self.view_seed < 0:
             raise ValueError(f"view_seed must be an int >= 0, got {self.view_seed!r}")
+        if self.view_batch_size is not None and (
+            isinstance(self.view_batch_size, bool) or not isinstance(self.view_batch_size, int) or self.view_batch_size < 1
+        ):
+            raise ValueError(f"view_batch_size must be an int >= 1 or None, got {self.view_batch_size!r}")
         if self.roma_agg is None:
             self.roma_agg = AGG_BY_LOSS_TYPE.get(self.loss_type, "token")
         elif self.roma_agg not in losses.AGG_MODES:
@@ -614,6 +627,7 @@ class RomaTrainer(GRPOTrainer):
                 input_ids,
                 attention_mask,
                 length,
+                batch_size=self.args.view_batch_size,
                 pixel_values=self._prepare_input(pixel_values),
                 image_grid_thw=image_grid_thw[index],
                 num_images=[1] * len(index),

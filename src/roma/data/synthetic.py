@@ -2,35 +2,47 @@
 
 Five families mirror the kinds of question the paper's benchmarks ask:
 
-==========  ===========================================================  ===========  ===============
-family      question                                                     answer       mirrors
-==========  ===========================================================  ===========  ===============
-``count``   "How many red shapes are in the image?" (0–4 of them among    number       MMStar (perception)
-            at most 6 shapes, the others in other colours)
-``color``   "What colour is the triangle?" (one circle, one square, one   text (word)  MMStar (attributes)
-            triangle, three different colours)
-``chart``   "What is the value of bar C in the chart?" (three bars, 1–8, number       ChartQA
-            labelled gridlines every 2 units)
-``arith``   "What is the sum of the two numbers in the image?" / "... the  number       MathVista
-            larger number minus the smaller one?" (two digits 1–9)
-``spatial`` "Where is the red circle relative to the blue square?"        choice       LogicVista
-            (left / right / above / below, options shuffled)
-==========  ===========================================================  ===========  ===============
+==========  ==========================================================  ===========  ======================
+family      question                                                    answer       mirrors
+==========  ==========================================================  ===========  ======================
+``count``   "How many red shapes are in the image?" (0–4 of them, red /  number       MMStar (counting)
+            green / blue asked, among at most 6 shapes of 15–20 px)
+``color``   "What colour is the triangle?" (a circle, a square and a     text (word)  MMStar (attributes)
+            triangle of 15–17 px in three of six colours)
+``shape``   "Which shape is red?" (the same pictures; options circle,   choice       MMStar / LogicVista
+            square, triangle)                                                        (multiple choice)
+``chart``   "What is the value of bar B in the chart?" (three bars,     number       ChartQA
+            values 1–8, gridlines labelled every 2 units)
+``arith``   "What is the sum of the two numbers in the image?" or "…    number       MathVista
+            the larger number minus the smaller number…" (two digits
+            1–9, glyphs ~12 px high)
+==========  ==========================================================  ===========  ======================
 
 Every example is drawn from a **scene**, a small JSON-able dict that fully determines the image
-(:func:`render`) and the answer (:func:`solve`). The image is cut into a 4×4 grid of cells, one cell
-per vision token of the tiny model at the default 128 px (patch 16, spatial merge 2); objects sit in
-cells with a random offset. Sizes are given at 128 px and scale with ``image_size``.
+(:func:`render`) and the question, answer and worked solution (:func:`solve`). The image is cut into a
+4×4 grid of cells, one cell per vision token of the tiny model at the default 128 px (patch 16, spatial
+merge 2); each object sits in its own cell with a small random offset. Sizes are given at 128 px and
+scale with ``image_size``.
 
-Difficulty is calibrated for a ~1.5 M-parameter model trained from random weights for a few minutes:
-the marks are large enough that the clean image is unambiguous (shapes 12–20 px, digits ~10 px high)
-and fine enough that Level-3 degradations destroy part of the evidence (a 0.25 downscale of a
-128 px image leaves 3 px per digit; telling a circle from a square needs edges that blur removes;
-strong noise moves colours across the red/orange and blue/purple boundaries).
+Calibration, for a ~1.5 M-parameter Qwen3-VL trained from random weights for a few minutes (measured,
+see ``docs/sft.md``):
 
-Splits: ``load_split("train" | "validation" | "test", n)`` seeds the generator with
-:data:`SPLIT_SEEDS` and, in addition, keeps only scenes whose content hash (pixel offsets excluded) falls
-in that split's buckets, so no scene appears in two splits whatever ``n`` is.
+- **Mid-grey background.** The processor maps pixels to ``(x - 0.5) / 0.5``, so a white background
+  is a large constant input to every patch that drowns the marks; the tiny model then stayed at chance
+  for 900+ steps even on counting. On mid-grey (0 after normalisation) the same counting task is
+  learnt in ~100 steps.
+- **Marks one token wide.** Shapes of 15–20 px, digits ~12 px high and one bar per column of tokens:
+  large enough to be unambiguous on the clean image (the tests read every answer back off the pixels),
+  small enough that Level-3 degradations destroy part of the evidence — a 0.25 downscale or pixelation
+  leaves 3–4 px per digit and turns circles, squares and triangles into the same blob, blur softens
+  the bar tops, strong noise moves colours across the red/orange and blue/purple boundaries.
+- **Short worked solutions** (``<think>There are 3 red shapes.</think>\\boxed{3}``, ~15–20 tokens)
+  that name the evidence before the answer; ``arith`` writes ``<think>7 + 5 = 12</think>`` so the
+  reading and the arithmetic are separate steps.
+
+Splits: ``load_split("train" | "validation" | "test", n)`` seeds the generator with :data:`SPLIT_SEEDS`
+and keeps only scenes whose content hash (pixel offsets and sizes excluded) falls in that split's
+buckets, so no scene appears in two splits whatever ``n`` is.
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from roma.data.schema import LETTERS, make_prompt, prompt_text, validate_example
 
-FAMILIES: tuple[str, ...] = ("count", "color", "chart", "arith", "spatial")
+FAMILIES: tuple[str, ...] = ("count", "color", "shape", "chart", "arith")
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -59,13 +71,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 COUNT_TARGETS: tuple[str, ...] = ("red", "green", "blue")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-RELATIONS: tuple[str, ...] = ("left", "right", "above", "below")
 BAR_NAMES: str = "ABC"
 BAR_MAX: int = 8
+DIGIT_PX = 16  # font size of the arith digits at 128 px (glyphs about 12 px high)
 
 GRID = 4  # cells per side
 BASE_SIZE = 128  # all pixel sizes below are at this image side and scale with image_size
-BACKGROUND = (255, 255, 255)
+BACKGROUND = (128, 128, 128)  # mid-grey: 0 after the processor's (x - 0.5) / 0.5 normalisation
 INK = (20, 20, 20)
 
 SPLIT_SEEDS: dict[str, int] = {"train": 1_000, "validation": 2_000, "test": 3_000}
@@ -84,17 +96,25 @@ def _cells(rng: np.random.Generator, k: int) -> list[tuple[int, int]]:
     return [(int(i) // GRID, int(i) % GRID) for i in flat]
 
 
-def _place(rng: np.random.Generator, cell: tuple[int, int], size: int) -> dict[str, int]:
-    """Centre of a mark of ``size`` px (at 128 px) inside ``cell``, at a random offset that keeps it inside."""
+def _place(rng: np.random.Generator, cell: tuple[int, int], size: int, max_offset: int | None = None):
+    """Centre of a mark of ``size`` px (at 128 px) in ``cell``, moved by up to ``max_offset`` px each way.
+
+    ``None`` allows the largest offset that keeps a 1 px gap to the cell border. Smaller offsets keep
+    a mark on the same patches of its vision token, which makes fine shapes (digits, triangles) easier to learn.
+    """
     cell_px = BASE_SIZE // GRID
-    margin = (cell_px - size) // 2
-    dx, dy = (int(v) for v in rng.integers(-margin + 1, margin, size=2))
+    largest = (cell_px - size) // 2 - 1
+    max_offset = largest if max_offset is None else min(max_offset, largest)
+    dx, dy = (int(v) for v in rng.integers(-max_offset, max_offset + 1, size=2))
     row, col = cell
     return {"x": col * cell_px + cell_px // 2 + dx, "y": row * cell_px + cell_px // 2 + dy, "size": size}
 
 
-def _shape(rng: np.random.Generator, kind: str, colour: str, cell: tuple[int, int], low: int, high: int):
-    return {"kind": kind, "colour": colour, "cell": list(cell), **_place(rng, cell, int(rng.integers(low, high)))}
+def _shape(rng: np.random.Generator, kind: str, colour: str, cell: tuple[int, int], sizes: tuple[int, int],
+           max_offset: int | None = None) -> dict[str, Any]:
+    """A shape record; its size is drawn from ``sizes`` = [low, high]."""
+    size = int(rng.integers(sizes[0], sizes[1] + 1))
+    return {"kind": kind, "colour": colour, "cell": list(cell), **_place(rng, cell, size, max_offset)}
 
 
 def _sample_count(rng: np.random.Generator) -> dict[str, Any]:
@@ -104,14 +124,14 @@ def _sample_count(rng: np.random.Generator) -> dict[str, Any]:
     others = [c for c in COLOURS if c != target]
     colours = [target] * n_target + [str(rng.choice(others)) for _ in range(n_other)]
     cells = _cells(rng, len(colours))
-    shapes = [_shape(rng, str(rng.choice(SHAPES)), c, cell, 15, 21) for c, cell in zip(colours, cells)]
+    shapes = [_shape(rng, str(rng.choice(SHAPES)), c, cell, (15, 20)) for c, cell in zip(colours, cells)]
     return {"family": "count", "target": target, "shapes": shapes}
 
 
 def _sample_color(rng: np.random.Generator) -> dict[str, Any]:
     colours = [str(c) for c in rng.choice(list(COLOURS), size=len(SHAPES), replace=False)]
     cells = _cells(rng, len(SHAPES))
-    shapes = [_shape(rng, kind, c, cell, 12, 17) for kind, c, cell in zip(SHAPES, colours, cells)]
+    shapes = [_shape(rng, kind, c, cell, (15, 17), 3) for kind, c, cell in zip(SHAPES, colours, cells)]
     return {"family": "color", "target": str(rng.choice(SHAPES)), "shapes": shapes}
 
 
@@ -124,24 +144,14 @@ def _sample_arith(rng: np.random.Generator) -> dict[str, Any]:
     digits = [int(v) for v in rng.integers(1, 10, size=2)]
     op = str(rng.choice(["sum", "difference"]))
     cells = sorted(_cells(rng, 2))  # reading order: top to bottom, left to right
-    numbers = [{"value": d, "cell": list(cell), **_place(rng, cell, 12)} for d, cell in zip(digits, cells)]
+    numbers = [{"value": d, "cell": list(cell), **_place(rng, cell, 14, 2)} for d, cell in zip(digits, cells)]
     return {"family": "arith", "op": op, "numbers": numbers}
 
 
-def _sample_spatial(rng: np.random.Generator) -> dict[str, Any]:
-    relation = str(rng.choice(RELATIONS))  # where the first shape is relative to the second
-    line = int(rng.integers(0, GRID))  # the shared row (left/right) or column (above/below)
-    i, j = sorted(int(v) for v in rng.choice(GRID, size=2, replace=False))
-    first, second = {"left": (i, j), "right": (j, i), "above": (i, j), "below": (j, i)}[relation]
-    if relation in ("left", "right"):
-        cells = [(line, first), (line, second)]
-    else:
-        cells = [(first, line), (second, line)]
-    colours = [str(c) for c in rng.choice(list(COLOURS), size=2, replace=False)]
-    kinds = [str(k) for k in rng.choice(SHAPES, size=2)]
-    shapes = [_shape(rng, k, c, cell, 14, 19) for k, c, cell in zip(kinds, colours, cells)]
-    order = [str(r) for r in rng.permutation(RELATIONS)]
-    return {"family": "spatial", "shapes": shapes, "choices": order}
+def _sample_shape(rng: np.random.Generator) -> dict[str, Any]:
+    scene = _sample_color(rng)  # the same kind of picture, asked the other way round
+    return {"family": "shape", "target": str(rng.choice([s["colour"] for s in scene["shapes"]])),
+            "shapes": scene["shapes"]}
 
 
 _SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
@@ -149,7 +159,7 @@ _SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
     "color": _sample_color,
     "chart": _sample_chart,
     "arith": _sample_arith,
-    "spatial": _sample_spatial,
+    "shape": _sample_shape,
 }
 
 
@@ -165,20 +175,6 @@ class Solved:
     answer: str
     answer_type: str
     reasoning: str  # the text inside <think>…</think>
-
-
-def _name(shape: dict[str, Any]) -> str:
-    return f"{shape['colour']} {shape['kind']}"
-
-
-def _relation(first: dict[str, Any], second: dict[str, Any]) -> str:
-    """Where ``first`` lies relative to ``second``, from their grid cells (same row or same column)."""
-    (r1, c1), (r2, c2) = first["cell"], second["cell"]
-    if r1 == r2 and c1 != c2:
-        return "left" if c1 < c2 else "right"
-    if c1 == c2 and r1 != r2:
-        return "above" if r1 < r2 else "below"
-    raise ValueError(f"shapes at cells {first['cell']} and {second['cell']} share neither a row nor a column")
 
 
 def solve(scene: dict[str, Any]) -> Solved:
@@ -213,18 +209,13 @@ def solve(scene: dict[str, Any]) -> Solved:
         else:
             raise ValueError(f"unknown arith op {scene['op']!r}; expected 'sum' or 'difference'")
         return Solved(question, [], str(value), "number", f"{work} = {value}")
-    if family == "spatial":
-        first, second = scene["shapes"]
-        relation = _relation(first, second)
-        letter = LETTERS[scene["choices"].index(relation)]
+    if family == "shape":
+        (shape,) = [s for s in scene["shapes"] if s["colour"] == scene["target"]]
         return Solved(
-            f"Where is the {_name(first)} relative to the {_name(second)}?", list(scene["choices"]), letter,
-            "choice", f"The {_name(first)} is {_RELATION_TEXT[relation]} the {_name(second)}.",
+            f"Which shape is {scene['target']}?", list(SHAPES), LETTERS[SHAPES.index(shape["kind"])], "choice",
+            f"The {scene['target']} shape is a {shape['kind']}.",
         )
     raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
-
-
-_RELATION_TEXT = {"left": "left of", "right": "right of", "above": "above", "below": "below"}
 
 
 def solution_text(solved: Solved) -> str:
@@ -274,7 +265,7 @@ def _draw_chart(draw: ImageDraw.ImageDraw, scene: dict[str, Any], scale: float) 
     line = max(1, round(s))
     for tick in range(0, BAR_MAX + 1, 2):  # light gridlines with their labels
         y = (_CHART_BASELINE - tick * _CHART_UNIT) * s
-        draw.line([(_CHART_AXIS * s, y), ((BASE_SIZE - 1) * s, y)], fill=(200, 200, 200), width=line)
+        draw.line([(_CHART_AXIS * s, y), ((BASE_SIZE - 1) * s, y)], fill=(176, 176, 176), width=line)
         _draw_text(draw, ((_CHART_AXIS - 10) * s, y), str(tick), 10 * s)
     top = _CHART_BASELINE - BAR_MAX * _CHART_UNIT
     draw.line([(_CHART_AXIS * s, top * s), (_CHART_AXIS * s, _CHART_BASELINE * s)], fill=INK, width=line)
@@ -298,14 +289,14 @@ def render(scene: dict[str, Any], image_size: int = BASE_SIZE) -> Image.Image:
     draw = ImageDraw.Draw(image)
     scale = image_size / BASE_SIZE
     family = scene["family"]
-    if family in ("count", "color", "spatial"):
+    if family in ("count", "color", "shape"):
         for shape in scene["shapes"]:
             _draw_shape(draw, shape, scale)
     elif family == "chart":
         _draw_chart(draw, scene, scale)
     elif family == "arith":
         for number in scene["numbers"]:
-            _draw_text(draw, (number["x"] * scale, number["y"] * scale), str(number["value"]), 14 * scale)
+            _draw_text(draw, (number["x"] * scale, number["y"] * scale), str(number["value"]), DIGIT_PX * scale)
     else:
         raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
     return image
@@ -431,5 +422,5 @@ def tokenizer_corpus(*, seed: int = 0, n: int = 2000) -> list[str]:
         solved = solve(scene)
         texts.append(prompt_text(solved.question, solved.choices or None))
         texts.append(solution_text(solved))
-    texts += [" ".join(COLOURS), " ".join(SHAPES), " ".join(RELATIONS), " ".join(str(i) for i in range(101))]
+    texts += [" ".join(COLOURS), " ".join(SHAPES), " ".join(str(i) for i in range(101))]
     return texts
