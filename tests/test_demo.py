@@ -113,6 +113,15 @@ def test_config_errors(tmp_path):
         DemoConfig(eval_levels=[4])
     with pytest.raises(ValueError, match="seeds must be an int >= 1, got 0"):
         DemoConfig(seeds=0)
+    with pytest.raises(ValueError, match=r"families must be a non-empty subset of \[.*\], got \['hexagons'\]"):
+        DemoConfig(families=["hexagons"])
+
+
+def test_families_default_to_the_whole_suite():
+    from roma.data.synthetic import FAMILIES
+
+    assert DemoConfig().families == list(FAMILIES)
+    assert DemoConfig(families=[FAMILIES[0]]).families == [FAMILIES[0]]
 
 
 def test_main_reports_a_bad_configuration(capsys):

@@ -11,7 +11,14 @@ import yaml
 from transformers import TrainerControl, TrainerState
 
 from roma.data.synthetic import generate
-from roma.sft import AccuracyStop, SFTRunConfig, accuracy_by_task, greedy_accuracy, main
+from roma.sft import (
+    AccuracyStop,
+    SFTRunConfig,
+    accuracy_by_task,
+    greedy_accuracy,
+    main,
+    use_linear_patch_embedding,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-sft.yaml"
 
@@ -25,6 +32,7 @@ def smoke_run(tiny_model_dir, tmp_path_factory):
         "--train_examples", "32", "--batch_size", "16", "--max_steps", "8", "--learning_rate", "0.005",
         "--warmup_steps", "0", "--validation_examples", "10", "--test_examples", "10", "--eval_every_steps", "4",
         "--logging_steps", "2", "--max_new_tokens", "8", "--num_threads", "1", "--families", "count", "arith",
+        "--test_degradation_level", "1",
     ]
     assert main(argv) == 0
     return out
@@ -38,6 +46,11 @@ def test_smoke_run_lowers_the_training_loss(smoke_run):
     assert metrics["steps"] == 8 and metrics["stop_reason"] == "max_steps"
     assert [r["step"] for r in metrics["validation"]] == [4, 8]
     assert set(metrics["test_accuracy_by_family"]) == {"count", "arith"} and metrics["test_examples"] == 10
+    degraded = metrics["test_degraded"]  # every type of both pools, at the requested level
+    assert {name: (r["pool"], r["level"]) for name, r in degraded.items()} == {
+        **{name: ("seen", 1) for name in ("gaussian_noise", "gaussian_blur", "jpeg", "downscale")},
+        **{name: ("unseen", 1) for name in ("motion_blur", "salt_pepper", "speckle_noise", "posterize", "pixelate")},
+    }
 
 
 def test_smoke_run_writes_the_resolved_config_and_run_info(smoke_run, tiny_model_dir):
@@ -161,3 +174,16 @@ def test_greedy_accuracy_scores_the_completions_of_each_prompt(tiny_model_dir):
     assert [shape[0] for shape in model.calls] == [2, 2, 1]  # batches of 2, 2, 1
     with pytest.raises(ValueError, match="got 5 prompts but 2 images; one image per prompt"):
         greedy_accuracy(model, processor, rows, images=rows["image"][:2])
+
+
+def test_linear_patch_embedding_matches_the_convolution(tiny_model_dir):
+    from roma.models import load_model_and_processor
+
+    model, _ = load_model_and_processor(tiny_model_dir)
+    embed = model.model.visual.patch_embed
+    patches = torch.randn(64, embed.proj.weight[0].numel(), generator=torch.Generator().manual_seed(0))
+    reference = embed(patches)  # the stock Conv3d
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    use_linear_patch_embedding(model)
+    torch.testing.assert_close(embed(patches), reference, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # same weights, same names

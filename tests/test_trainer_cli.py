@@ -88,6 +88,10 @@ def test_missing_model_and_bad_values_are_reported(tmp_path, capsys):
     assert main(["--config", str(CONFIGS / "tiny-roma.yaml"), "--build_tiny_model", "true", "--model_name_or_path",
                  str(tmp_path / "m"), "--dataset_limit", "10"]) == 2
     assert "dataset_limit applies to benchmarks" in capsys.readouterr().err
+    assert main([*gpu_recipe, "--model_init_kwargs", '{"dtype": "float16"}']) == 2
+    assert "model_init_kwargs['dtype']='float16' contradicts dtype='bfloat16'; set it once, as dtype" in (
+        capsys.readouterr().err
+    )
 
 
 def test_train_in_process_builds_the_model_and_records_the_run(tmp_path):

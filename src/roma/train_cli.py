@@ -171,6 +171,28 @@ def check_model_path(model_args: Any, data_args: DataArguments) -> None:
         )
 
 
+def merged_model_init_kwargs(training_args: RomaConfig, model_args: Any) -> dict[str, Any]:
+    """``model_init_kwargs`` (how TRL loads the policy) with ModelConfig's revision, dtype and attention.
+
+    ``ValueError`` when both name the same setting with different values.
+    """
+    kwargs = dict(training_args.model_init_kwargs or {})
+    from_model_config = {
+        "revision": ("model_revision", model_args.model_revision),
+        "dtype": ("dtype", model_args.dtype),
+        "attn_implementation": ("attn_implementation", model_args.attn_implementation),
+    }
+    for key, (name, value) in from_model_config.items():
+        if value is None:
+            continue
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(
+                f"model_init_kwargs[{key!r}]={kwargs[key]!r} contradicts {name}={value!r}; set it once, as {name}"
+            )
+        kwargs[key] = value
+    return kwargs
+
+
 # Fields GRPOConfig derives from the others at construction; a recipe may set only one of them.
 DERIVED_FIELDS: tuple[str, ...] = ("generation_batch_size",)
 
@@ -188,7 +210,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
     import yaml
     from accelerate import PartialState
     from transformers import AutoProcessor
-    from trl import get_peft_config
+    from trl import get_peft_config, get_quantization_config
 
     from roma.models import build_tiny_qwen3vl, vision_token_ids
     from roma.sft import run_info
@@ -214,12 +236,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
         suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_token_ids(processor))
         generation_kwargs["suppress_tokens"] = sorted(suppressed)
         training_args.generation_kwargs = generation_kwargs
-    if training_args.model_init_kwargs is None:
-        training_args.model_init_kwargs = {"revision": model_args.model_revision}
-        if model_args.dtype is not None:
-            training_args.model_init_kwargs["dtype"] = model_args.dtype
-        if model_args.attn_implementation is not None:
-            training_args.model_init_kwargs["attn_implementation"] = model_args.attn_implementation
+    training_args.model_init_kwargs = merged_model_init_kwargs(training_args, model_args)
 
     trainer = RomaTrainer(
         model=model_path,
@@ -228,6 +245,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
         train_dataset=train_dataset,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
     )
     output_dir = Path(training_args.output_dir)
     if state.is_main_process:
@@ -243,6 +261,9 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
         (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))  # the model and the processor
+    # Leave together: a worker that exits while the main process still saves can abort in gloo's teardown.
+    state.wait_for_everyone()
+    state.destroy_process_group()
     return output_dir
 
 
@@ -252,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         check_model_path(model_args, data_args)
         resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
         check_data_args(data_args)
+        merged_model_init_kwargs(training_args, model_args)
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2
