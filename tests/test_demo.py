@@ -35,6 +35,9 @@ def test_parse_variant_with_overrides():
     assert variant.label == "roma:lambda_kl=0.2,roma_views=2,correctness_mask=false"
     assert variant.slug == "roma__lambda_kl_0.2_roma_views_2_correctness_mask_false"
     assert parse_variant("naive-aug").slug == "naive-aug"
+    # YAML 1.1 reads 3e-5 as a string; a learning rate must arrive as a float
+    assert parse_variant("grpo:learning_rate=3e-5,lr_scheduler_type=cosine").overrides == {
+        "learning_rate": 3e-5, "lr_scheduler_type": "cosine"}
     assert not parse_variant("base").trained and parse_variant("grpo").trained
 
 
@@ -267,6 +270,16 @@ def test_main_table_marks_single_runs():
     assert lines[3] == "| roma | 1 | 60.0 ± 1.0* | 45.0 ± 2.0* | 30.0 ± 3.0* | 15.0 | 30.0 | +10.0 | +5.0 | +0.0 |"
 
 
+def test_moving_average():
+    from roma.demo_plots import moving_average
+
+    # window 2: [1], [1, 2], [2, 3], [3, 4] → 1, 1.5, 2.5, 3.5
+    assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert moving_average([1.0, 5.0], 1) == [1.0, 5.0]
+    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+        moving_average([1.0], 0)
+
+
 # ------------------------------------------------------------------------------------- end to end
 
 
@@ -346,3 +359,4 @@ def test_quick_demo_end_to_end_and_cached_rerun(tmp_path, capsys):
     rerun = {k for k in after if after[k]["run_id"] != stages[k]["run_id"]}
     assert rerun == {k for k in expected if k.startswith("eval") or k == "report"}
     assert len((root / "eval" / "base" / "records.jsonl").read_text().splitlines()) == 20
+

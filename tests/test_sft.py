@@ -94,7 +94,7 @@ def test_unknown_config_key_is_rejected(tmp_path, capsys, no_training):
 
 def test_bad_values_are_rejected_with_the_accepted_ones(capsys, no_training):
     assert main(["--config", str(CONFIG), "--families", "count", "cnt"]) == 2
-    assert "families must be a non-empty subset of ['count', 'color', 'shape', 'chart', 'arith'], got " \
+    assert "families must be a non-empty subset of ['count', 'color', 'chart', 'tallest', 'arith'], got " \
            "['count', 'cnt']" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"target_accuracy must lie in \(0, 1\], got 1.5"):
         SFTRunConfig(target_accuracy=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -38,16 +39,18 @@ def reference_answer(scene: dict) -> str:
     family = scene["family"]
     if family == "count":
         return str(len([s for s in scene["shapes"] if s["colour"] == scene["target"]]))
-    if family == "color":
-        return next(s["colour"] for s in scene["shapes"] if s["kind"] == scene["target"])
+    if family == "color":  # the colour of more shapes than any other colour
+        colours = [s["colour"] for s in scene["shapes"]]
+        best = max(colours, key=colours.count)
+        assert sum(colours.count(c) == colours.count(best) for c in set(colours)) == 1  # a unique majority
+        return best
     if family == "chart":
         return str(dict(zip("ABC", scene["values"]))[scene["target"]])
     if family == "arith":
         a, b = (n["value"] for n in scene["numbers"])
         return str(a + b if scene["op"] == "sum" else abs(a - b))
-    if family == "shape":  # options: circle, square, triangle, in this order
-        kind = next(s["kind"] for s in scene["shapes"] if s["colour"] == scene["target"])
-        return "ABC"[["circle", "square", "triangle"].index(kind)]
+    if family == "tallest":  # options: bar A, bar B, bar C, in this order
+        return "ABC"[scene["values"].index(max(scene["values"]))]
     raise AssertionError(family)
 
 
@@ -63,11 +66,14 @@ def cells_holding(mask: np.ndarray, grid: int = 4) -> list[tuple[int, int]]:
     return [(r, c) for r in range(grid) for c in range(grid) if mask[r * step:(r + 1) * step, c * step:(c + 1) * step].any()]
 
 
-def shape_kind(mask: np.ndarray) -> str:
-    """Fill ratio of the bounding box: square 1, circle π/4 ≈ 0.79, triangle ≈ 0.5."""
-    ys, xs = np.nonzero(mask)
-    fill = mask.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1))
-    return "square" if fill > 0.93 else "circle" if fill > 0.65 else "triangle"
+def bar_heights(image) -> list[int]:
+    """The values of the three bars, read off the blue columns: heights in multiples of 12 px (at 128 px)."""
+    columns = colour_mask(image, "blue").sum(axis=0)  # (W,) bar height in px, 0 between bars
+    runs = [int(h) for h, _ in itertools.groupby(columns) if h > 0]
+    assert len(runs) == 3, runs  # three bars, each of constant height
+    unit = 12 * image.size[0] // 128
+    assert all(h % unit == 0 for h in runs), runs
+    return [h // unit for h in runs]
 
 
 INK_THRESHOLD = (synthetic.INK[0] + synthetic.BACKGROUND[0]) // 2  # halfway between ink and background grey
@@ -106,23 +112,15 @@ def answer_from_pixels(row: dict, templates) -> str:
     if family == "count":
         return str(len(cells_holding(colour_mask(image, scene["target"]))))
     if family == "color":
-        colours = [c for c in PALETTE if colour_mask(image, c).any()]
-        assert len(colours) == 3
-        return next(c for c in colours if shape_kind(colour_mask(image, c)) == scene["target"])
-    if family == "chart":
-        blue = colour_mask(image, "blue")
-        columns = blue.sum(axis=0)  # (W,) bar height in px, 0 between bars
-        runs = [int(h) for h, _ in __import__("itertools").groupby(columns) if h > 0]
-        assert len(runs) == 3, runs  # three bars, each of constant height
-        heights = dict(zip("ABC", runs))
-        unit = 12 * image.size[0] // 128  # px per unit at this size (12 px at 128 px)
-        assert all(h % unit == 0 for h in runs)
-        return str(heights[scene["target"]] // unit)
+        return max(PALETTE, key=lambda c: len(cells_holding(colour_mask(image, c))))
+    if family in ("chart", "tallest"):
+        heights = bar_heights(image)
+        if family == "tallest":
+            return LETTERS[heights.index(max(heights))]
+        return str(heights["ABC".index(scene["target"])])
     if family == "arith":
         a, b = read_digits(image, templates)
         return str(a + b) if "sum" in row["prompt"][0]["content"][1]["text"] else str(abs(a - b))
-    if family == "shape":
-        return LETTERS[row["choices"].index(shape_kind(colour_mask(image, scene["target"])))]
     raise AssertionError(family)
 
 
@@ -170,11 +168,11 @@ def test_the_image_shows_the_scene_answer(image_size):
 
 def test_answer_types_per_family(mixed):
     kinds = {(t, a) for t, a in zip(mixed["task"], mixed["answer_type"])}
-    assert kinds == {("count", "number"), ("color", "text"), ("shape", "choice"), ("chart", "number"),
+    assert kinds == {("count", "number"), ("color", "text"), ("chart", "number"), ("tallest", "choice"),
                      ("arith", "number")}
-    shape = mixed.filter(lambda r: r["task"] == "shape")
-    assert all(c == ["circle", "square", "triangle"] for c in shape["choices"])
-    assert all(c == [] for t, c in zip(mixed["task"], mixed["choices"]) if t != "shape")
+    tallest = mixed.filter(lambda r: r["task"] == "tallest")
+    assert all(c == ["bar A", "bar B", "bar C"] for c in tallest["choices"])
+    assert all(c == [] for t, c in zip(mixed["task"], mixed["choices"]) if t != "tallest")
 
 
 def test_answers_are_balanced_within_each_family():
@@ -184,7 +182,7 @@ def test_answers_are_balanced_within_each_family():
         top, n = answers.most_common(1)[0][1], sum(answers.values())
         assert top / n <= 0.5, (family, answers)
         assert len(answers) >= 3, (family, answers)  # no family collapses onto a couple of answers
-    letters = Counter(a for t, a in zip(rows["task"], rows["answer"]) if t == "shape")
+    letters = Counter(a for t, a in zip(rows["task"], rows["answer"]) if t == "tallest")
     assert set(letters) == set("ABC")
 
 

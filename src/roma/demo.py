@@ -272,10 +272,21 @@ class Variant:
         return VARIANTS[self.name].recipe is not None
 
 
-def parse_variant(spec: str) -> Variant:
-    """``"roma"`` or ``"roma:lambda_kl=0.2,roma_views=2"`` → :class:`Variant` (values parsed as YAML scalars)."""
+def _scalar(text: str) -> Any:
+    """A YAML scalar, with numbers in exponent form read as floats (YAML 1.1 reads ``3e-5`` as a string)."""
     import yaml
 
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_variant(spec: str) -> Variant:
+    """``"roma"`` or ``"roma:lambda_kl=0.2,roma_views=2"`` → :class:`Variant` (values parsed as YAML scalars)."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"a variant is a non-empty string, got {spec!r}")
     name, _, rest = spec.partition(":")
@@ -292,7 +303,7 @@ def parse_variant(spec: str) -> Variant:
             if key in MANAGED_TRAIN_KEYS or key == "mode":
                 raise ValueError(f"variant {spec!r} may not set {key!r}: the demo sets {list(MANAGED_TRAIN_KEYS)} "
                                  "and each variant its mode")
-            overrides[key] = yaml.safe_load(value)
+            overrides[key] = _scalar(value)
     slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", spec.replace(":", "__"))
     return Variant(name, overrides, spec, slug)
 

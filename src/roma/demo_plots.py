@@ -51,9 +51,16 @@ def plot_accuracy_vs_level(table: dict[str, Any], levels: Sequence[int], path: s
     plt.close(fig)
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start): ``[1, 2, 3, 4]``, 2 → ``[1, 1.5, 2.5, 3.5]``."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return [sum(values[max(0, i + 1 - window) : i + 1]) / (i + 1 - max(0, i + 1 - window)) for i in range(len(values))]
+
+
 def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """One panel per logged quantity (:data:`CURVE_TITLES`); one line per (variant, seed) run, a colour per
-    variant and a line style per seed.
+    """One panel per logged quantity (:data:`CURVE_TITLES`); per (variant, seed) run, the raw per-step values
+    (faint) and their trailing mean over a sixth of the run (a colour per variant, a line style per seed).
 
     ``runs`` items: ``{"label", "seed", "curves": {key: [(step, value), ...]}}``. A quantity no run logged
     (e.g. ``roma/loss_inv`` without a ROMA run) gets a panel saying so, so the figure's layout is fixed.
@@ -73,7 +80,9 @@ def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | Path) -> No
             steps, values = zip(*points)
             colour = colours[labels.index(run["label"]) % len(colours)]
             style = styles[seeds.index(run["seed"]) % len(styles)]
-            ax.plot(steps, values, style, marker="." if len(steps) < 30 else None, color=colour, alpha=0.85,
+            window = max(1, len(values) // 6)
+            ax.plot(steps, values, color=colour, alpha=0.2, lw=0.8)
+            ax.plot(steps, moving_average(values, window), style, color=colour,
                     label=f"{run['label']} (seed {run['seed']})")
             drawn = True
         ax.set_title(CURVE_TITLES[key], fontsize=10)

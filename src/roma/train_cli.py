@@ -263,7 +263,6 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
     trainer.save_model(str(output_dir))  # the model and the processor
     # Leave together: a worker that exits while the main process still saves can abort in gloo's teardown.
     state.wait_for_everyone()
-    state.destroy_process_group()
     return output_dir
 
 

@@ -7,12 +7,12 @@ family      question                                                    answer  
 ==========  ==========================================================  ===========  ======================
 ``count``   "How many red shapes are in the image?" (0–4 of them, red /  number       MMStar (counting)
             green / blue asked, among at most 6 shapes of 15–20 px)
-``color``   "What colour is the triangle?" (a circle, a square and a     text (word)  MMStar (attributes)
-            triangle of 15–17 px in three of six colours)
-``shape``   "Which shape is red?" (the same pictures; options circle,   choice       MMStar / LogicVista
-            square, triangle)                                                        (multiple choice)
+``color``   "Which colour do most of the shapes in the image have?"     text (word)  MMStar (attributes)
+            (2–3 shapes of that colour, 1–2 of other colours)
 ``chart``   "What is the value of bar B in the chart?" (three bars,     number       ChartQA
             values 1–8, gridlines labelled every 2 units)
+``tallest`` "Which bar in the chart is the tallest?" (options bar A,    choice       ChartQA / MMStar
+            bar B, bar C; one tallest bar)                                           (multiple choice)
 ``arith``   "What is the sum of the two numbers in the image?" or "…    number       MathVista
             the larger number minus the smaller number…" (two digits
             1–9, glyphs ~12 px high)
@@ -34,8 +34,13 @@ see ``docs/sft.md``):
 - **Marks one token wide.** Shapes of 15–20 px, digits ~12 px high and one bar per column of tokens:
   large enough to be unambiguous on the clean image (the tests read every answer back off the pixels),
   small enough that Level-3 degradations destroy part of the evidence — a 0.25 downscale or pixelation
-  leaves 3–4 px per digit and turns circles, squares and triangles into the same blob, blur softens
-  the bar tops, strong noise moves colours across the red/orange and blue/purple boundaries.
+  leaves 3–4 px per digit (a template-matching reader then reads 35–43 % of the digits right, against
+  99–100 % under the other seven types), blur softens the bar tops, strong noise moves colours across
+  the red/orange and blue/purple boundaries.
+- **What a tiny model can learn in minutes.** Colour, presence, bar height and ~12 px digits are
+  learnt; telling circles, squares and triangles apart (at 15–26 px) stayed at chance for 600+ steps,
+  and so did reading an object's quadrant, so no family depends on shape kind or absolute position.
+  Multiple-choice options come in a fixed order (the letter follows from the reasoning).
 - **Short worked solutions** (``<think>There are 3 red shapes.</think>\\boxed{3}``, ~15–20 tokens)
   that name the evidence before the answer; ``arith`` writes ``<think>7 + 5 = 12</think>`` so the
   reading and the arithmetic are separate steps.
@@ -50,6 +55,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +65,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from roma.data.schema import LETTERS, make_prompt, prompt_text, validate_example
 
-FAMILIES: tuple[str, ...] = ("count", "color", "shape", "chart", "arith")
+FAMILIES: tuple[str, ...] = ("count", "color", "chart", "tallest", "arith")
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -129,10 +135,14 @@ def _sample_count(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _sample_color(rng: np.random.Generator) -> dict[str, Any]:
-    colours = [str(c) for c in rng.choice(list(COLOURS), size=len(SHAPES), replace=False)]
-    cells = _cells(rng, len(SHAPES))
-    shapes = [_shape(rng, kind, c, cell, (15, 17), 3) for kind, c, cell in zip(SHAPES, colours, cells)]
-    return {"family": "color", "target": str(rng.choice(SHAPES)), "shapes": shapes}
+    majority = str(rng.choice(list(COLOURS)))  # the answer, uniform over the six colours
+    n_major = int(rng.integers(2, 4))
+    others = [str(c) for c in rng.choice([c for c in COLOURS if c != majority], size=int(rng.integers(1, 3)),
+                                         replace=False)]  # one shape each: the majority colour is unique
+    colours = [majority] * n_major + others
+    cells = _cells(rng, len(colours))
+    shapes = [_shape(rng, str(rng.choice(SHAPES)), c, cell, (15, 20)) for c, cell in zip(colours, cells)]
+    return {"family": "color", "shapes": shapes}
 
 
 def _sample_chart(rng: np.random.Generator) -> dict[str, Any]:
@@ -148,10 +158,11 @@ def _sample_arith(rng: np.random.Generator) -> dict[str, Any]:
     return {"family": "arith", "op": op, "numbers": numbers}
 
 
-def _sample_shape(rng: np.random.Generator) -> dict[str, Any]:
-    scene = _sample_color(rng)  # the same kind of picture, asked the other way round
-    return {"family": "shape", "target": str(rng.choice([s["colour"] for s in scene["shapes"]])),
-            "shapes": scene["shapes"]}
+def _sample_tallest(rng: np.random.Generator) -> dict[str, Any]:
+    values = [int(v) for v in rng.integers(1, BAR_MAX + 1, size=len(BAR_NAMES))]
+    while values.count(max(values)) > 1:  # one tallest bar
+        values = [int(v) for v in rng.integers(1, BAR_MAX + 1, size=len(BAR_NAMES))]
+    return {"family": "tallest", "values": values}
 
 
 _SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
@@ -159,7 +170,7 @@ _SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
     "color": _sample_color,
     "chart": _sample_chart,
     "arith": _sample_arith,
-    "shape": _sample_shape,
+    "tallest": _sample_tallest,
 }
 
 
@@ -188,10 +199,12 @@ def solve(scene: dict[str, Any]) -> Solved:
             f"There {'is' if n == 1 else 'are'} {n} {scene['target']} {noun}.",
         )
     if family == "color":
-        (shape,) = [s for s in scene["shapes"] if s["kind"] == scene["target"]]
+        counts = Counter(s["colour"] for s in scene["shapes"]).most_common()
+        if len(counts) > 1 and counts[0][1] == counts[1][1]:
+            raise ValueError(f"colour scene without a unique majority colour: {counts}")
+        colour = counts[0][0]
         return Solved(
-            f"What colour is the {scene['target']}?", [], shape["colour"], "text",
-            f"The {scene['target']} is {shape['colour']}.",
+            "Which colour do most of the shapes in the image have?", [], colour, "text", f"Most shapes are {colour}.",
         )
     if family == "chart":
         value = scene["values"][BAR_NAMES.index(scene["target"])]
@@ -209,11 +222,11 @@ def solve(scene: dict[str, Any]) -> Solved:
         else:
             raise ValueError(f"unknown arith op {scene['op']!r}; expected 'sum' or 'difference'")
         return Solved(question, [], str(value), "number", f"{work} = {value}")
-    if family == "shape":
-        (shape,) = [s for s in scene["shapes"] if s["colour"] == scene["target"]]
+    if family == "tallest":
+        name = BAR_NAMES[scene["values"].index(max(scene["values"]))]
         return Solved(
-            f"Which shape is {scene['target']}?", list(SHAPES), LETTERS[SHAPES.index(shape["kind"])], "choice",
-            f"The {scene['target']} shape is a {shape['kind']}.",
+            "Which bar in the chart is the tallest?", [f"bar {b}" for b in BAR_NAMES], LETTERS[BAR_NAMES.index(name)],
+            "choice", f"Bar {name} is the tallest.",
         )
     raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
 
@@ -289,10 +302,10 @@ def render(scene: dict[str, Any], image_size: int = BASE_SIZE) -> Image.Image:
     draw = ImageDraw.Draw(image)
     scale = image_size / BASE_SIZE
     family = scene["family"]
-    if family in ("count", "color", "shape"):
+    if family in ("count", "color"):
         for shape in scene["shapes"]:
             _draw_shape(draw, shape, scale)
-    elif family == "chart":
+    elif family in ("chart", "tallest"):
         _draw_chart(draw, scene, scale)
     elif family == "arith":
         for number in scene["numbers"]:
