@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--view-batch-size", type=int, default=None,
                         help="RomaConfig.view_batch_size: sequences per pass-2 forward (default: the micro-batch)")
     parser.add_argument("--no-memory", action="store_true", help="skip the (slow) memory profile")
+    parser.add_argument("--views", type=int, nargs="+", default=list(VIEW_COUNTS), help="values of K to measure")
+    parser.add_argument("--worst-cases", nargs="+", choices=WORST_CASES, default=list(WORST_CASES),
+                        help="worst_case modes to measure")
     options = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -141,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     grpo = make_trainer(model_dir, scratch / "grpo", options, dataset, mode="grpo")
-    configs = [(k, worst_case) for worst_case in WORST_CASES for k in VIEW_COUNTS]
+    if any(k < 1 for k in options.views):
+        parser.error(f"--views must be >= 1, got {options.views}")
+    configs = [(k, worst_case) for worst_case in options.worst_cases for k in options.views]
     roma = {
         c: make_trainer(
             model_dir, scratch / f"roma-{c[0]}-{c[1]}", options, dataset, roma_views=c[0], worst_case=c[1],

@@ -64,8 +64,8 @@ def test_variant_recipes_share_the_common_block():
     mean = variant_recipe(config, parse_variant("roma-mean:lambda_kl=0.5"))
     assert grpo["mode"] == "grpo" and "lambda_kl" not in grpo and "roma_views" not in grpo
     assert variant_recipe(config, parse_variant("naive-aug"))["mode"] == "naive_aug"
-    assert (roma["mode"], roma["lambda_kl"], roma["lambda_aux"], roma["roma_views"]) == ("roma", 0.05, 0.1, 3)
-    assert (no_aux["lambda_kl"], no_aux["lambda_aux"]) == (0.05, 0.0)
+    assert (roma["mode"], roma["lambda_kl"], roma["lambda_aux"], roma["roma_views"]) == ("roma", 2.0, 0.1, 3)
+    assert (no_aux["lambda_kl"], no_aux["lambda_aux"]) == (2.0, 0.0)
     assert (mean["worst_case"], mean["lambda_kl"], mean["lambda_aux"]) == ("mean", 0.5, 0.1)
     budget = ("max_steps", "per_device_train_batch_size", "num_generations", "learning_rate", "dataset_seed")
     for recipe in (roma, no_aux, mean):
@@ -74,13 +74,14 @@ def test_variant_recipes_share_the_common_block():
         variant_recipe(config, parse_variant("base"))
 
 
-def test_train_recipe_sets_paths_seeds_and_the_final_checkpoint(tmp_path):
+def test_train_recipe_sets_paths_and_seeds_and_saves_no_checkpoint(tmp_path):
     config = DemoConfig()
     recipe = demo.train_recipe(config, parse_variant("roma"), 2, base_model=tmp_path / "sft" / "model",
                                out_dir=tmp_path / "train")
     assert recipe["model_name_or_path"] == str(tmp_path / "sft" / "model")
     assert (recipe["seed"], recipe["view_seed"]) == (2, 2)
-    assert (recipe["save_strategy"], recipe["save_steps"], recipe["save_only_model"]) == ("steps", 30, True)
+    assert recipe["save_strategy"] == "no" and "save_steps" not in recipe
+    assert (recipe["max_steps"], recipe["learning_rate"], recipe["lambda_kl"]) == (60, 3e-5, 2.0)
     assert recipe["synthetic_families"] == config.families
 
 
@@ -91,7 +92,7 @@ def test_config_precedence_defaults_quick_file_flags(tmp_path):
     assert build_config().out == "runs/demo" and build_config().eval_levels == [1, 2, 3]
     quick = build_config(quick=True)
     assert (quick.out, quick.eval_levels, quick.train["max_steps"]) == ("runs/demo-quick", [3], 2)
-    assert quick.train["learning_rate"] == 1e-4  # nested blocks merge key by key: the default survives
+    assert quick.train["learning_rate"] == 3e-5  # nested blocks merge key by key: the default survives
     file = tmp_path / "matrix.yaml"
     file.write_text(yaml.safe_dump({"seeds": 3, "train": {"learning_rate": 5e-4}, "roma": {"lambda_kl": 0.2}}))
     config = build_config(quick=True, config_file=file, overrides={"seeds": 2, "out": str(tmp_path / "x")})

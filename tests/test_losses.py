@@ -185,6 +185,24 @@ def _penalty_example() -> tuple[torch.Tensor, ...]:
     return view_logps, clean_logps, mask, torch.tensor([True, True])
 
 
+def test_sequence_view_gives_the_sequence_penalty_in_one_view() -> None:
+    """The sequence-level penalty equals the K = 1 penalty of each sequence's selected view (the trainer's
+    one-pass form), also with a failed sequence (-1) and a successful one with no counted token (-1)."""
+    gen = torch.Generator().manual_seed(3)
+    view_logps = -torch.rand(3, 4, 5, generator=gen, dtype=torch.float64)  # (K, N, T)
+    clean_logps = -torch.rand(4, 5, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
+    success = torch.tensor([True, False, True, True])
+    for agg in ("token", "sequence", "fixed"):
+        kw = dict(estimator="k3", direction="forward", agg=agg, max_tokens=5)
+        loss, metrics = invariance_penalty(view_logps, clean_logps, mask, success, worst_case="sequence", **kw)
+        view = metrics.sequence_view
+        assert view[1] == -1 and view[2] == -1 and bool((view[[0, 3]] >= 0).all())
+        own = torch.stack([view_logps[max(int(k), 0), i] for i, k in enumerate(view)])[None]  # (1, N, T)
+        one, _ = invariance_penalty(own, clean_logps, mask, success, worst_case="batch", **kw)
+        torch.testing.assert_close(one, loss)
+
+
 def test_invariance_penalty_hand_computed() -> None:
     view_logps, clean_logps, mask, success = _penalty_example()
     kw = dict(estimator="k1", direction="forward")
@@ -194,17 +212,18 @@ def test_invariance_penalty_hand_computed() -> None:
     # token: per-token max (1 v0, 4 v1, 3 v0 | 4 v1, 2 v1) -> 14/5 = 2.8, counts (2, 3)
     # mean: (1.2 + 2.2) / 2 = 1.7
     expected = {
-        "batch": (2.2, [0, 1]),
-        "sequence": (2.4, [1, 1]),
-        "token": (2.8, [2, 3]),
-        "mean": (1.7, [1, 1]),
+        "batch": (2.2, [0, 1], [1, 1]),
+        "sequence": (2.4, [1, 1], [0, 1]),
+        "token": (2.8, [2, 3], [-1, -1]),
+        "mean": (1.7, [1, 1], [-1, -1]),
     }
-    for worst_case, (value, counts) in expected.items():
+    for worst_case, (value, counts, sequence_view) in expected.items():
         loss, metrics = invariance_penalty(
             view_logps, clean_logps, mask, success, worst_case=worst_case, **kw
         )
         torch.testing.assert_close(loss, torch.tensor(value, dtype=torch.float64))
         assert metrics.selection_counts.tolist() == counts, worst_case
+        assert metrics.sequence_view.tolist() == sequence_view, worst_case
         torch.testing.assert_close(metrics.per_view_kl, torch.tensor([1.2, 2.2], dtype=torch.float64))
         assert int(metrics.worst_view) == 1
         assert float(metrics.success_rate) == 1.0

@@ -1,6 +1,7 @@
 """``roma train``: recipes parse into RomaConfig, the entry point runs in-process and under ``accelerate launch``."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ SMALL_RUN = [
 
 @pytest.mark.parametrize(
     ("recipe", "mode", "lambdas"),
-    [("tiny-roma", "roma", (0.05, 0.1)), ("tiny-grpo", "grpo", (0.0, 0.0)), ("tiny-naive-aug", "naive_aug", (0.0, 0.0))],
+    [("tiny-roma", "roma", (2.0, 0.1)), ("tiny-grpo", "grpo", (0.0, 0.0)), ("tiny-naive-aug", "naive_aug", (0.0, 0.0))],
 )
 def test_tiny_recipes_parse(recipe, mode, lambdas):
     training_args, model_args, data_args = parse_args(["--config", str(CONFIGS / f"{recipe}.yaml")])
@@ -100,13 +101,16 @@ def test_train_in_process_builds_the_model_and_records_the_run(tmp_path):
             "--build_tiny_model", "true", "--output_dir", str(output_dir), *SMALL_RUN]
     assert main(argv) == 0
     assert (model_dir / "config.json").exists()  # built, since it did not exist
-    for name in ("config.yaml", "run_info.json", "model.safetensors", "processor_config.json"):
+    for name in ("config.yaml", "run_info.json", "model.safetensors", "processor_config.json", "trainer_state.json"):
         assert (output_dir / name).exists(), name
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2]
+    assert all(math.isfinite(entry["roma/loss_inv"]) for entry in history if "loss" in entry)
     info = json.loads((output_dir / "run_info.json").read_text())
     assert info["trl"] == "1.16.0" and info["transformers"] == "5.24.0" and info["world_size"] == 1
     assert info["git_commit"] and info["train_examples"] == 8
     config = yaml.safe_load((output_dir / "config.yaml").read_text())
-    assert (config["mode"], config["lambda_kl"], config["max_steps"], config["roma_agg"]) == ("roma", 0.05, 2, "token")
+    assert (config["mode"], config["lambda_kl"], config["max_steps"], config["roma_agg"]) == ("roma", 2.0, 2, "token")
     assert config["generation_kwargs"]["suppress_tokens"]  # the vision tokens were added
     # The resolved config is itself a recipe.
     training_args, _, _ = parse_args(["--config", str(output_dir / "config.yaml")])

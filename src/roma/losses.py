@@ -386,6 +386,7 @@ class PenaltyMetrics(NamedTuple):
     worst_view: torch.Tensor  # () long, argmax_k of per_view_kl (the batch-level worst view, any mode)
     selection_counts: torch.Tensor  # (K,) long, how many selection units picked each view (see below)
     success_rate: torch.Tensor  # () float, share of sequences with success (m_i = 1)
+    sequence_view: torch.Tensor  # (N,) long, the view each sequence's penalty uses; -1 where none does (below)
 
 
 def invariance_penalty(
@@ -411,6 +412,12 @@ def invariance_penalty(
       selected per-token values are aggregated; counts = successful non-empty sequences per view;
     - ``"token"``: each token takes its largest view, then aggregated; counts = counted tokens per view;
     - ``"mean"``: ``mean_k L_inv(k)`` (ablation "no worst case"); every view is used, counts are all 1.
+
+    ``sequence_view`` (N,) names the one view a sequence's penalty reads — the batch's worst view
+    (``"batch"``) or the sequence's own (``"sequence"``) — and is -1 for sequences the penalty does not
+    see (failed, or no counted token) and everywhere for ``"token"`` / ``"mean"``, which read several
+    views per sequence. With it, the ``"sequence"`` penalty is the ``K = 1`` penalty of the per-sequence
+    selected log-probs: one autograd pass instead of one per selected view.
 
     The argmax is taken on detached values (ties: the lowest view index); the gradient flows only
     through the selected view(s) and never into ``clean_logps``. With no successful sequence the loss is
@@ -451,11 +458,17 @@ def invariance_penalty(
         loss = view_kl.mean()
         selection_counts = torch.ones(num_views, dtype=torch.long, device=kl.device)  # (K,)
 
+    sequence_view = torch.full(success.shape, -1, dtype=torch.long, device=kl.device)  # (N,)
+    has_tokens = counted.any(-1)  # (S,)
+    if worst_case in ("batch", "sequence"):
+        per_success = worst_view.expand(has_tokens.shape) if worst_case == "batch" else chosen  # (S,)
+        sequence_view[success] = torch.where(has_tokens, per_success, -1)
     metrics = PenaltyMetrics(
         per_view_kl=view_kl.detach(),
         worst_view=worst_view,
         selection_counts=selection_counts,
         success_rate=success.float().mean(),
+        sequence_view=sequence_view,
     )
     return loss, metrics
 

@@ -92,7 +92,7 @@ class SFTRunConfig:
     warmup_steps: int = field(default=50, metadata={"help": "Linear learning-rate warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_steps: int = field(
-        default=1500, metadata={"help": "Hard limit on optimiser steps; the cosine schedule decays over them."}
+        default=800, metadata={"help": "Hard limit on optimiser steps; the cosine schedule decays over them."}
     )
     max_minutes: float = field(
         default=5.0,

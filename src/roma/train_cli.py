@@ -261,6 +261,8 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
         (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))  # the model and the processor
+    if state.is_main_process:  # the per-step logs, also when no checkpoint was saved
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
     # Leave together: a worker that exits while the main process still saves can abort in gloo's teardown.
     state.wait_for_everyone()
     return output_dir

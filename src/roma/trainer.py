@@ -539,21 +539,29 @@ class RomaTrainer(GRPOTrainer):
             if select_first and num_views > 1:
                 # Select on detached values: K passes without autograd, then autograd only where selected.
                 with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
-                    all_views = torch.stack(
-                        [view_logps([k] * num_sequences, penalty_pass_rows, clean_logps) for k in range(num_views)]
-                    )  # (K, N, T)
+                    all_views = view_logps(
+                        [[k] * num_sequences for k in range(num_views)], penalty_pass_rows, clean_logps
+                    )  # (K, N, T), one forward over the K views
                 _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
                 selected = metrics.selection_counts.nonzero().flatten().tolist()
             else:
                 selected = list(range(num_views))
-            for k in selected:
-                grad_views[k] = view_logps([k] * num_sequences, penalty_pass_rows, clean_logps)
-            stacked = torch.stack([grad_views[k] for k in selected])  # (K', N, T), in view order
-            inv_loss, inv_metrics = losses.invariance_penalty(
-                stacked, clean_logps, completion_mask, penalty_rows, **penalty
-            )
-            if len(selected) == num_views:
-                metrics = inv_metrics  # every view was passed
+            if select_first and num_views > 1 and args.worst_case == "sequence":
+                # One autograd pass, each sequence under its own worst view: the sequence-level penalty is the
+                # K = 1 penalty of these log-probs (rows the penalty does not see take view 0, unused).
+                own_view = metrics.sequence_view.clamp(min=0).tolist()
+                stacked = view_logps([own_view], penalty_pass_rows, clean_logps)  # (1, N, T)
+                inv_loss, _ = losses.invariance_penalty(
+                    stacked, clean_logps, completion_mask, penalty_rows, **{**penalty, "worst_case": "batch"}
+                )
+            else:
+                stacked = view_logps([[k] * num_sequences for k in selected], penalty_pass_rows, clean_logps)
+                grad_views = dict(zip(selected, stacked.unbind(0)))  # view k -> (N, T), in view order
+                inv_loss, inv_metrics = losses.invariance_penalty(
+                    stacked, clean_logps, completion_mask, penalty_rows, **penalty
+                )
+                if len(selected) == num_views:
+                    metrics = inv_metrics  # every view was passed
             loss = loss + args.lambda_kl * inv_loss
             self._log_mean(mode, "roma/loss_inv", inv_loss.detach())
             counts = metrics.selection_counts if bool(penalty_rows.any()) else torch.zeros_like(metrics.selection_counts)
@@ -572,7 +580,7 @@ class RomaTrainer(GRPOTrainer):
                 aux_logps = torch.stack([grad_views[k][i] for i, k in enumerate(aux_views)])  # (N, T)
                 aux_logps = torch.where(aux_pass_rows[:, None], aux_logps, filler)
             else:
-                aux_logps = view_logps(aux_views, aux_pass_rows, filler)  # (N, T)
+                (aux_logps,) = view_logps([aux_views], aux_pass_rows, filler)  # (N, T)
             anchor = old_logps if args.aux_ratio_anchor == "clean" else aux_logps.detach()
             aux_loss, aux_metrics = losses.auxiliary_pg_loss(
                 aux_logps,
@@ -601,26 +609,31 @@ class RomaTrainer(GRPOTrainer):
         plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         return plugin is not None and plugin.zero_stage == 3
 
-    def _view_logps_fn(self, inputs: dict[str, Any]) -> Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``f(selection, rows, filler) -> (N, T)``: ℓ of the completions with sample i's image replaced by its
-        view ``selection[i]``, computed for the ``rows`` (N,) bool only; the other rows are ``filler`` (N, T),
-        detached. Autograd follows the caller's grad mode. The teacher-forced pass covers the selected rows
-        up to their longest completion."""
+    def _view_logps_fn(
+        self, inputs: dict[str, Any]
+    ) -> Callable[[list[list[int]], torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``f(selections, rows, filler) -> (V, N, T)``: for each of the V ``selections`` (a view index per
+        sample), ℓ of the completions with sample i's image replaced by its view ``selection[i]``, computed for
+        the ``rows`` (N,) bool only; the other rows are ``filler`` (N, T), detached. The V selections run as
+        one teacher-forced forward over V × S rows (in chunks of ``view_batch_size``), up to the longest
+        selected completion. Autograd follows the caller's grad mode."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (N, P)
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
         views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
         image_grid_thw = inputs["image_grid_thw"]  # (N, 3): one image per sample
         per_token = {key: inputs[key] for key in ("token_type_ids", "mm_token_type_ids") if key in inputs}
 
-        def view_logps(selection: list[int], rows: torch.Tensor, filler: torch.Tensor) -> torch.Tensor:
+        def view_logps(selections: list[list[int]], rows: torch.Tensor, filler: torch.Tensor) -> torch.Tensor:
+            num = len(selections)
             if not bool(rows.any()):
-                return filler.detach()
+                return filler.detach().expand(num, *filler.shape)
             index = rows.nonzero().flatten()  # (S,)
+            repeated = index.repeat(num)  # (V·S,) selection-major
             length = int(completion_mask[index].sum(-1).max().clamp(min=1))  # T' ≤ T, the longest selected
-            input_ids = torch.cat([prompt_ids[index], completion_ids[index, :length]], dim=1)  # (S, P + T')
-            attention_mask = torch.cat([prompt_mask[index], completion_mask[index, :length]], dim=1)  # (S, P + T')
-            pixel_values = torch.cat([views[i][selection[i]] for i in index.tolist()])  # (Σ rows_i, D)
-            extra = {key: value[index, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
+            input_ids = torch.cat([prompt_ids[repeated], completion_ids[repeated, :length]], dim=1)  # (V·S, P + T')
+            attention_mask = torch.cat([prompt_mask[repeated], completion_mask[repeated, :length]], dim=1)
+            pixel_values = torch.cat([views[i][selection[i]] for selection in selections for i in index.tolist()])
+            extra = {key: value[repeated, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
             # The unwrapped model, as TRL's own extra passes: no DDP forward (and no collective) per view.
             logps, _, _ = self._get_per_token_logps_and_entropies(
                 self.model,
@@ -629,12 +642,13 @@ class RomaTrainer(GRPOTrainer):
                 length,
                 batch_size=self.args.view_batch_size,
                 pixel_values=self._prepare_input(pixel_values),
-                image_grid_thw=image_grid_thw[index],
-                num_images=[1] * len(index),
+                image_grid_thw=image_grid_thw[repeated],
+                num_images=[1] * len(repeated),
                 **extra,
-            )  # (S, T')
-            logps = torch.nn.functional.pad(logps, (0, filler.shape[1] - length))  # (S, T), 0 on padding
-            return filler.detach().index_put((index,), logps)  # (N, T)
+            )  # (V·S, T')
+            logps = torch.nn.functional.pad(logps, (0, filler.shape[1] - length))  # (V·S, T), 0 on padding
+            filled = filler.detach().unsqueeze(0).repeat(num, 1, 1)  # (V, N, T)
+            return filled.index_put((torch.arange(num).repeat_interleave(len(index)), repeated), logps)  # (V, N, T)
 
         return view_logps
 
