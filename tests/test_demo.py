@@ -361,3 +361,19 @@ def test_quick_demo_end_to_end_and_cached_rerun(tmp_path, capsys):
     assert rerun == {k for k in expected if k.startswith("eval") or k == "report"}
     assert len((root / "eval" / "base" / "records.jsonl").read_text().splitlines()) == 20
 
+
+
+@pytest.mark.parametrize("name", ["matrix", "sweep", "seeds"])
+def test_shipped_experiment_configs_resolve(name):
+    """The experiment files of docs/results.md are valid DemoConfigs with the settings the results quote."""
+    config = build_config(config_file=Path(__file__).resolve().parents[1] / "configs" / "demo" / f"{name}.yaml")
+    assert config.eval_levels == [3] and config.eval_examples == 500
+    assert config.train["learning_rate"] == 3e-5 and config.roma["lambda_kl"] == 2.0
+    if name == "seeds":
+        assert (config.out, config.num_threads, config.seeds, config.eval_split) == ("runs/demo", 2, 3, "test")
+    else:  # the matrix and the sweep share their folder and a thread count that differs from make demo's
+        assert (config.out, config.num_threads) == ("runs/matrix", 1)
+        assert config.eval_split == ("test" if name == "matrix" else "validation")
+        assert config.seeds == (3 if name == "matrix" else 1)
+    slugs = [parse_variant(v).slug for v in config.variants]
+    assert len(slugs) == len(set(slugs))

@@ -29,3 +29,13 @@ def test_git_commit_names_the_checkout_head():
     assert commit is not None and re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
     assert commit.split("+")[0] == head.stdout.strip()
     assert set(provenance()) == {"versions", "git_commit"}
+
+
+def test_run_info_holds_versions_platform_commit_and_command(monkeypatch):
+    from roma.provenance import run_info
+
+    monkeypatch.setattr("sys.argv", ["roma", "train", "--config", "x.yaml"])
+    info = run_info()
+    assert info["command"] == ["roma", "train", "--config", "x.yaml"]
+    assert info["trl"] == "1.16.0" and info["torch"].startswith("2.13.0") and info["python"]
+    assert info["platform"] and isinstance(info["git_commit"], str) and info["git_commit"]

@@ -424,15 +424,18 @@ K = NUM_VIEWS
 @pytest.mark.parametrize(
     ("overrides", "passes"),
     [
-        # (autograd on?, images as a multiple of S = the successful sequences; "all" = the 4 samples) per
-        # vision-tower pass, after the generation prefill (no autograd, 4 images) and the clean loss pass.
+        # (autograd on?, images as a multiple of S = the successful sequences) per vision-tower forward, after
+        # the generation prefill (no autograd, 4 images) and the clean loss pass. Unset view_batch_size: a pass
+        # over the K views runs K forwards of S rows.
         ({"mode": "grpo"}, []),
         ({"lambda_kl": 0.0, "lambda_aux": 0.0}, []),
-        # the K views in one selection pass without autograd; the worst view; the auxiliary view (if another)
-        ({"worst_case": "batch"}, [(False, K), (True, 1), (True, 1)]),
+        # the K views without autograd; the worst view; the auxiliary view (unless every sample drew the worst)
+        ({"worst_case": "batch"}, [(False, 1)] * K + [(True, 1), (True, 1)]),
+        # view_batch_size 12 ≥ K·S: the selection pass over the K views is one forward
+        ({"worst_case": "batch", "view_batch_size": 12}, [(False, K), (True, 1), (True, 1)]),
         # the K views without autograd; each sequence under its own worst view in one pass; the auxiliary view
-        ({"worst_case": "sequence"}, [(False, K), (True, 1), (True, 1)]),
-        ({"worst_case": "mean"}, [(True, K)]),  # every view with autograd in one pass; the aux view reuses it
+        ({"worst_case": "sequence"}, [(False, 1)] * K + [(True, 1), (True, 1)]),
+        ({"worst_case": "mean"}, [(True, 1)] * K),  # every view with autograd; the auxiliary view reuses it
         ({"lambda_kl": 0.0}, [(True, 1)]),  # the auxiliary view only
         ({"roma_views": 1}, [(True, 1)]),  # one view: nothing to select, the auxiliary view is the same
     ],
@@ -455,9 +458,9 @@ def test_degraded_forward_passes(tiny_model_dir, tmp_path, suppress_ids, synthet
 @pytest.mark.parametrize(
     ("worst_case", "passes"),
     [
-        ("batch", [(False, K), (True, 1), (True, 1)]),  # the worst and the auxiliary view separately, even if equal
-        ("sequence", [(True, K)]),  # no selection first: every view with autograd; the auxiliary view reuses it
-        ("mean", [(True, K)]),
+        ("batch", [(False, 1)] * K + [(True, 1), (True, 1)]),  # the worst and the auxiliary view separately
+        ("sequence", [(True, 1)] * K),  # no selection first: every view with autograd; the auxiliary view reuses it
+        ("mean", [(True, 1)] * K),
     ],
 )
 def test_sharded_parameters_get_data_independent_passes(

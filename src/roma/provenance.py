@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 PACKAGES: tuple[str, ...] = (
@@ -47,3 +48,10 @@ def git_commit() -> str | None:
 def provenance() -> dict[str, object]:
     """``{"versions": {...}, "git_commit": "..."}`` — merge it into a run's resolved-config file."""
     return {"versions": package_versions(), "git_commit": git_commit()}
+
+
+def run_info() -> dict[str, object]:
+    """What a training run writes to ``run_info.json``: the versions, the platform, the commit (``"unknown"``
+    outside git) and the command line."""
+    return {**package_versions(), "platform": platform.platform(), "git_commit": git_commit() or "unknown",
+            "command": sys.argv}

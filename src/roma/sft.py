@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -41,6 +39,7 @@ import torch
 from transformers import TrainerCallback
 
 from roma.data.synthetic import FAMILIES, load_split
+from roma.provenance import run_info
 
 
 @dataclass
@@ -322,36 +321,6 @@ def to_sft_rows(dataset: Any) -> Any:
     keep = {"image", "prompt", "solution"}
     rows = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
     return rows.map(completion, remove_columns=["solution"])
-
-
-def run_info() -> dict[str, Any]:
-    """Package versions, Python, platform and the git commit of the source tree (``unknown`` outside git)."""
-    import accelerate
-    import datasets
-    import transformers
-    import trl
-
-    import roma
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {
-        "roma": roma.__version__,
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "accelerate": accelerate.__version__,
-        "datasets": datasets.__version__,
-        "command": sys.argv,
-    }
 
 
 def run_sft(config: SFTRunConfig) -> Path:

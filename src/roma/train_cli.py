@@ -213,7 +213,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
     from trl import get_peft_config, get_quantization_config
 
     from roma.models import build_tiny_qwen3vl, vision_token_ids
-    from roma.sft import run_info
+    from roma.provenance import run_info
     from roma.trainer import RomaTrainer
 
     state = PartialState()

@@ -208,9 +208,11 @@ class RomaConfig(GRPOConfig):
     view_batch_size: int | None = field(
         default=None,
         metadata=_help(
-            "Sequences per teacher-forced pass of pass 2 (unset: the whole micro-batch, as TRL's clean pass). "
-            "A view pass holds a transient of the size of a full forward on top of the graphs already kept for "
-            "backward; smaller chunks bound that transient, so ROMA's peak memory, for a little speed."
+            "Rows (sequence × view) per teacher-forced forward of pass 2. Unset: one view's worth — the sequences "
+            "the term sees, as TRL's clean pass — so a pass over K views runs K forwards of that size. A forward "
+            "holds a transient (logits: rows × tokens × vocabulary) on top of the graphs kept for backward: "
+            "larger values run fewer, bigger forwards (faster on CPU, see docs/trainer.md) at the cost of peak "
+            "memory; smaller ones bound it."
         ),
     )
     roma_agg: Literal["token", "sequence", "fixed"] | None = field(
@@ -615,8 +617,8 @@ class RomaTrainer(GRPOTrainer):
         """``f(selections, rows, filler) -> (V, N, T)``: for each of the V ``selections`` (a view index per
         sample), ℓ of the completions with sample i's image replaced by its view ``selection[i]``, computed for
         the ``rows`` (N,) bool only; the other rows are ``filler`` (N, T), detached. The V selections run as
-        one teacher-forced forward over V × S rows (in chunks of ``view_batch_size``), up to the longest
-        selected completion. Autograd follows the caller's grad mode."""
+        one teacher-forced pass over V × S rows, in forwards of ``view_batch_size`` rows (default S), up to
+        the longest selected completion. Autograd follows the caller's grad mode."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (N, P)
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
         views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
@@ -640,7 +642,7 @@ class RomaTrainer(GRPOTrainer):
                 input_ids,
                 attention_mask,
                 length,
-                batch_size=self.args.view_batch_size,
+                batch_size=self.args.view_batch_size or len(index),  # default: one view's rows per forward
                 pixel_values=self._prepare_input(pixel_values),
                 image_grid_thw=image_grid_thw[repeated],
                 num_images=[1] * len(repeated),
