@@ -438,6 +438,7 @@ def invariance_penalty(
     num_views, _, num_tokens = kl.shape  # K, S, T
     view_kl = aggregate(kl, counted, mode=agg, max_tokens=max_tokens)  # (K,)
     worst_view = view_kl.detach().argmax()  # ()
+    has_tokens = counted.any(-1)  # (S,) a sequence with no counted token selects nothing
 
     if worst_case == "batch":
         loss = view_kl[worst_view]
@@ -447,7 +448,6 @@ def invariance_penalty(
         chosen = sequence_kl.argmax(0)  # (S,)
         selected_kl = kl.gather(0, chosen[None, :, None].expand(1, -1, num_tokens))[0]  # (S, T)
         loss = aggregate(selected_kl, counted, mode=agg, max_tokens=max_tokens)
-        has_tokens = counted.any(-1)  # (S,) a sequence with no counted token selects nothing
         selection_counts = torch.bincount(chosen[has_tokens], minlength=num_views)  # (K,)
     elif worst_case == "token":
         chosen = kl.detach().argmax(0)  # (S, T)
@@ -459,7 +459,6 @@ def invariance_penalty(
         selection_counts = torch.ones(num_views, dtype=torch.long, device=kl.device)  # (K,)
 
     sequence_view = torch.full(success.shape, -1, dtype=torch.long, device=kl.device)  # (N,)
-    has_tokens = counted.any(-1)  # (S,)
     if worst_case in ("batch", "sequence"):
         per_success = worst_view.expand(has_tokens.shape) if worst_case == "batch" else chosen  # (S,)
         sequence_view[success] = torch.where(has_tokens, per_success, -1)

@@ -539,11 +539,11 @@ class RomaTrainer(GRPOTrainer):
             penalty = dict(estimator=args.kl_estimator, direction=args.kl_direction, worst_case=args.worst_case, **agg)
             select_first = args.worst_case == "batch" or (args.worst_case == "sequence" and not uniform)
             if select_first and num_views > 1:
-                # Select on detached values: K passes without autograd, then autograd only where selected.
+                # Select on detached values: the K views without autograd, then autograd only where selected.
                 with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
                     all_views = view_logps(
                         [[k] * num_sequences for k in range(num_views)], penalty_pass_rows, clean_logps
-                    )  # (K, N, T), one forward over the K views
+                    )  # (K, N, T), in forwards of view_batch_size rows
                 _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
                 selected = metrics.selection_counts.nonzero().flatten().tolist()
             else:
@@ -650,7 +650,8 @@ class RomaTrainer(GRPOTrainer):
             )  # (V·S, T')
             logps = torch.nn.functional.pad(logps, (0, filler.shape[1] - length))  # (V·S, T), 0 on padding
             filled = filler.detach().unsqueeze(0).repeat(num, 1, 1)  # (V, N, T)
-            return filled.index_put((torch.arange(num).repeat_interleave(len(index)), repeated), logps)  # (V, N, T)
+            selection_index = torch.arange(num, device=repeated.device).repeat_interleave(len(index))  # (V·S,)
+            return filled.index_put((selection_index, repeated), logps)  # (V, N, T)
 
         return view_logps
 

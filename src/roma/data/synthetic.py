@@ -116,11 +116,12 @@ def _place(rng: np.random.Generator, cell: tuple[int, int], size: int, max_offse
     return {"x": col * cell_px + cell_px // 2 + dx, "y": row * cell_px + cell_px // 2 + dy, "size": size}
 
 
-def _shape(rng: np.random.Generator, kind: str, colour: str, cell: tuple[int, int], sizes: tuple[int, int],
-           max_offset: int | None = None) -> dict[str, Any]:
+def _shape(
+    rng: np.random.Generator, kind: str, colour: str, cell: tuple[int, int], sizes: tuple[int, int]
+) -> dict[str, Any]:
     """A shape record; its size is drawn from ``sizes`` = [low, high]."""
     size = int(rng.integers(sizes[0], sizes[1] + 1))
-    return {"kind": kind, "colour": colour, "cell": list(cell), **_place(rng, cell, size, max_offset)}
+    return {"kind": kind, "colour": colour, "cell": list(cell), **_place(rng, cell, size)}
 
 
 def _sample_count(rng: np.random.Generator) -> dict[str, Any]:
