@@ -421,27 +421,52 @@ class VisionForwards:
 K = NUM_VIEWS
 
 
+class PassRecorder(RomaTrainer):
+    """Records what decides pass 2's autograd forwards: each micro-batch's success mask and auxiliary
+    views, and the metrics of the selection (the first invariance_penalty call of the micro-batch)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def _roma_loss(self, inputs, clean_logps, mode):
+        self.batches.append({"success": inputs["roma_success"].clone(), "aux": inputs["roma_aux_view"].clone()})
+        return super()._roma_loss(inputs, clean_logps, mode)
+
+
 @pytest.mark.parametrize(
     ("overrides", "passes"),
     [
         # (autograd on?, images as a multiple of S = the successful sequences) per vision-tower forward, after
-        # the generation prefill (no autograd, 4 images) and the clean loss pass. Unset view_batch_size: a pass
-        # over the K views runs K forwards of S rows.
+        # the generation prefill (no autograd, 4 images) and the clean loss pass. Unset view_batch_size: a call
+        # over (view, sequence) pairs runs forwards of as many pairs as it has distinct sequences (S).
         ({"mode": "grpo"}, []),
         ({"lambda_kl": 0.0, "lambda_aux": 0.0}, []),
-        # the K views without autograd; the worst view; the auxiliary view (unless every sample drew the worst)
-        ({"worst_case": "batch"}, [(False, 1)] * K + [(True, 1), (True, 1)]),
-        # view_batch_size 12 ≥ K·S: the selection pass over the K views is one forward
-        ({"worst_case": "batch", "view_batch_size": 12}, [(False, K), (True, 1), (True, 1)]),
-        # the K views without autograd; each sequence under its own worst view in one pass; the auxiliary view
-        ({"worst_case": "sequence"}, [(False, 1)] * K + [(True, 1), (True, 1)]),
-        ({"worst_case": "mean"}, [(True, 1)] * K),  # every view with autograd; the auxiliary view reuses it
-        ({"lambda_kl": 0.0}, [(True, 1)]),  # the auxiliary view only
-        ({"roma_views": 1}, [(True, 1)]),  # one view: nothing to select, the auxiliary view is the same
+        # the (K - 1)·S pairs that are not auxiliary pairs without autograd, the S auxiliary pairs with it; then
+        # the selected pairs that are not auxiliary pairs (added below: how many depends on the draw)
+        ({"worst_case": "batch"}, [(False, 1)] * (K - 1) + [(True, 1)]),
+        # view_batch_size 12 ≥ (K - 1)·S: the pairs without autograd in one forward
+        ({"worst_case": "batch", "view_batch_size": 12}, [(False, K - 1), (True, 1)]),
+        ({"worst_case": "sequence"}, [(False, 1)] * (K - 1) + [(True, 1)]),
+        ({"worst_case": "mean"}, [(True, 1)] * K),  # every pair with autograd; the auxiliary pairs among them
+        ({"lambda_kl": 0.0}, [(True, 1)]),  # the auxiliary pairs only
+        ({"roma_views": 1}, [(True, 1)]),  # one view: nothing to select, the auxiliary pairs are the same
     ],
 )
-def test_degraded_forward_passes(tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, overrides, passes):
-    trainer = make_trainer(tiny_model_dir, roma_config(tmp_path, suppress_ids, **overrides), synthetic_rows)
+def test_degraded_forward_passes(
+    tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, overrides, passes
+):
+    selections = []
+    penalty = losses.invariance_penalty
+
+    def recording_penalty(*args, **kwargs):
+        result = penalty(*args, **kwargs)
+        selections.append(result[1])
+        return result
+
+    monkeypatch.setattr(losses, "invariance_penalty", recording_penalty)
+    args = roma_config(tmp_path, suppress_ids, **overrides)
+    trainer = make_trainer(tiny_model_dir, args, synthetic_rows, cls=PassRecorder)
     forwards = VisionForwards(trainer.model)
     trainer.train()
     # Generation and the clean pass see the 4 images; the views only the successful sequences'.
@@ -450,16 +475,27 @@ def test_degraded_forward_passes(tiny_model_dir, tmp_path, suppress_ids, synthet
     observed = list(zip(forwards.modes, forwards.images))
     assert observed[:2] == [(False, 4), (True, 4)]
     expected = [(grad, times * successes) for grad, times in passes]
-    if overrides.get("worst_case") == "batch" and len(observed) == 2 + len(expected) - 1:
-        expected = expected[:-1]  # the auxiliary view drew the worst view: its autograd pass is reused
+    if overrides.get("worst_case") in ("batch", "sequence"):
+        (batch,) = trainer.batches
+        selection = selections[0]
+        if overrides["worst_case"] == "batch":
+            chosen = selection.selection_counts.argmax().expand_as(batch["aux"])
+        else:
+            chosen = selection.sequence_view
+        # the successful sequences whose selected view is not their auxiliary view: one more autograd forward
+        missing = int((batch["success"] & (chosen != batch["aux"])).sum())
+        assert int(selection.selection_counts.sum()) == (1 if overrides["worst_case"] == "batch" else successes)
+        expected += [(True, missing)] if missing else []
     assert observed[2:] == expected
 
 
 @pytest.mark.parametrize(
     ("worst_case", "passes"),
     [
-        ("batch", [(False, 1)] * K + [(True, 1), (True, 1)]),  # the worst and the auxiliary view separately
-        ("sequence", [(True, 1)] * K),  # no selection first: every view with autograd; the auxiliary view reuses it
+        # every pair that is not an auxiliary pair without autograd; the auxiliary pairs; the selected pairs
+        # again (whether or not they are auxiliary pairs: the count may not depend on the data)
+        ("batch", [(False, 1)] * (K - 1) + [(True, 1), (True, 1)]),
+        ("sequence", [(False, 1)] * (K - 1) + [(True, 1), (True, 1)]),
         ("mean", [(True, 1)] * K),
     ],
 )
@@ -622,3 +658,26 @@ def test_resumed_run_logs_the_same_losses(tiny_model_dir, tmp_path, suppress_ids
         full_values = logged(full, key)
         assert len(full_values) == 4
         assert logged(resumed, key)[-2:] == full_values[2:], key
+
+
+def test_pair_logps_places_recorded_pairs_with_their_gradient():
+    from roma.trainer import _PairLogps
+
+    filler = torch.full((3, 2), -1.0)  # (N, T)
+    first = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)  # pairs (0, 0), (1, 2)
+    second = torch.tensor([[5.0, 6.0]], requires_grad=True)  # pair (1, 2) again: replaces the first entry
+    pairs = _PairLogps().add([(0, 0), (1, 2)], first).add([(1, 2)], second)
+    assert (0, 0) in pairs and (1, 2) in pairs and (1, 0) not in pairs
+    out = pairs.place([(0, (0, 0)), (1, (1, 2)), (0, (1, 2))], 2, filler)  # (2, N, T)
+    expected = torch.tensor([
+        [[1.0, 2.0], [-1.0, -1.0], [5.0, 6.0]],
+        [[-1.0, -1.0], [-1.0, -1.0], [5.0, 6.0]],
+    ])
+    torch.testing.assert_close(out, expected)
+    weights = torch.arange(12.0).view(2, 3, 2)
+    (out * weights).sum().backward()
+    torch.testing.assert_close(first.grad, torch.tensor([[0.0, 1.0], [0.0, 0.0]]))  # the replaced pair gets none
+    torch.testing.assert_close(second.grad, torch.tensor([[4.0 + 10.0, 5.0 + 11.0]]))
+    assert pairs.place([], 2, filler).shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="got 1 rows of log-probs for 2 pairs"):
+        _PairLogps().add([(0, 0), (1, 0)], second)

@@ -512,12 +512,21 @@ class RomaTrainer(GRPOTrainer):
     def _roma_loss(self, inputs: dict[str, Any], clean_logps: torch.Tensor, mode: str) -> torch.Tensor:
         """λ_kl · L_inv^wc + λ_aux · L_aux of one micro-batch (method.md §3–§6).
 
-        Pass 2 runs only where a term looks: on the successful sequences under ``correctness_mask`` /
-        ``aux_correct_only``, and with autograd only on the selected views. The other rows of a view's
-        ``(N, T)`` log-probs hold a detached filler equal to the term's anchor (Δ = 0, ρ̃ = 1), which
-        roma.losses leaves out anyway. With sharded parameters (ZeRO-3, FSDP) every forward pass gathers
-        parameters collectively, so every process must run the same passes: then pass 2 covers all rows
-        and the pass count does not depend on the data (:attr:`_uniform_view_passes`).
+        Pass 2 teacher-forces (view k, sequence i) pairs, and only those a term looks at: the successful
+        sequences under ``correctness_mask`` / ``aux_correct_only``. Autograd runs only on the pairs that
+        receive gradient — the auxiliary pair ``(j_i, i)`` of each sequence and the pairs the penalty
+        selects — and each pair runs at most once with autograd and at most once without:
+
+        - ``batch`` / ``sequence`` (K > 1): the auxiliary pairs with autograd, every other pair without;
+          the worst view is picked on the detached values of both; then the selected pairs that are not
+          auxiliary pairs with autograd.
+        - ``token`` / ``mean`` (and K = 1): every pair with autograd; the auxiliary pairs are among them.
+
+        Rows a term does not see hold a detached filler equal to its anchor (Δ = 0, ρ̃ = 1), which
+        roma.losses leaves out anyway. With sharded parameters (ZeRO-3, FSDP) every forward gathers
+        parameters collectively, so every process must run the same forwards: pass 2 then covers every
+        row, and the selected pairs run with autograd whether or not they are auxiliary pairs
+        (:attr:`_uniform_view_passes`), so the number of forwards does not depend on the data.
         """
         args = self.args
         completion_mask = inputs["completion_mask"]  # (N, T)
@@ -528,61 +537,68 @@ class RomaTrainer(GRPOTrainer):
         every_row = torch.ones_like(success)
         uniform = self._uniform_view_passes
         agg = dict(agg=args.roma_agg, max_tokens=args.max_completion_length)
-        view_logps = self._view_logps_fn(inputs)
-        num_views, num_sequences = args.roma_views, completion_mask.shape[0]
+        run = self._view_logps_fn(inputs)  # [(view k, row i), ...] -> (M, T)
+        num_views = args.roma_views
         loss = clean_logps.new_zeros(())
 
+        def rows(mask: torch.Tensor) -> list[int]:
+            return (every_row if uniform else mask).nonzero().flatten().tolist()
+
         penalty_rows = success if args.correctness_mask else every_row  # (N,) the sequences L_inv sees
-        penalty_pass_rows = every_row if uniform else penalty_rows
-        grad_views: dict[int, torch.Tensor] = {}  # view k -> (N, T) ℓ^k with autograd on penalty_pass_rows
-        if args.lambda_kl > 0:
-            penalty = dict(estimator=args.kl_estimator, direction=args.kl_direction, worst_case=args.worst_case, **agg)
-            select_first = args.worst_case == "batch" or (args.worst_case == "sequence" and not uniform)
-            if select_first and num_views > 1:
-                # Select on detached values: the K views without autograd, then autograd only where selected.
-                with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
-                    all_views = view_logps(
-                        [[k] * num_sequences for k in range(num_views)], penalty_pass_rows, clean_logps
-                    )  # (K, N, T), in forwards of view_batch_size rows
-                _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
-                selected = metrics.selection_counts.nonzero().flatten().tolist()
-            else:
-                selected = list(range(num_views))
-            if select_first and num_views > 1 and args.worst_case == "sequence":
-                # One autograd pass, each sequence under its own worst view: the sequence-level penalty is the
-                # K = 1 penalty of these log-probs (rows the penalty does not see take view 0, unused).
-                own_view = metrics.sequence_view.clamp(min=0).tolist()
-                stacked = view_logps([own_view], penalty_pass_rows, clean_logps)  # (1, N, T)
-                inv_loss, _ = losses.invariance_penalty(
-                    stacked, clean_logps, completion_mask, penalty_rows, **{**penalty, "worst_case": "batch"}
-                )
-            else:
-                stacked = view_logps([[k] * num_sequences for k in selected], penalty_pass_rows, clean_logps)
-                grad_views = dict(zip(selected, stacked.unbind(0)))  # view k -> (N, T), in view order
-                inv_loss, inv_metrics = losses.invariance_penalty(
+        aux_rows = success if args.aux_correct_only else every_row  # (N,) the sequences L_aux sees
+        aux_view = inputs["roma_aux_view"].tolist()  # j per sample
+        aux_pairs = [(aux_view[i], i) for i in rows(aux_rows)] if args.lambda_aux > 0 else []
+        penalty_pass = rows(penalty_rows) if args.lambda_kl > 0 else []
+        select_first = num_views > 1 and args.worst_case in ("batch", "sequence") and bool(penalty_pass)
+
+        penalty = dict(estimator=args.kl_estimator, direction=args.kl_direction, worst_case=args.worst_case, **agg)
+        with_grad = _PairLogps()  # the pairs run with autograd
+        if select_first:
+            # Pick the worst view on detached values: every pair that is not an auxiliary pair without
+            # autograd (first, while only the clean graph is held), then the auxiliary pairs with it.
+            auxiliary = set(aux_pairs)
+            others = [(k, i) for k in range(num_views) for i in penalty_pass if (k, i) not in auxiliary]
+            with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
+                others_logps = run(others)  # (M, T)
+            aux_pair_logps = run(aux_pairs)  # (|aux_pairs|, T)
+            with_grad.add(aux_pairs, aux_pair_logps)
+            detached = _PairLogps().add(others, others_logps).add(aux_pairs, aux_pair_logps.detach())
+            every_pair = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]
+            all_views = detached.place(every_pair, num_views, clean_logps)  # (K, N, T)
+            _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
+            if args.worst_case == "batch":
+                chosen = [int(metrics.selection_counts.argmax())] * len(aux_view)
+            else:  # rows the penalty does not see (-1) take view 0, unused
+                chosen = metrics.sequence_view.clamp(min=0).tolist()
+            selected = [(chosen[i], i) for i in penalty_pass]
+            todo = selected if uniform else [pair for pair in selected if pair not in with_grad]
+            with_grad.add(todo, run(todo))
+            # Each sequence under its selected view: the K = 1 penalty of these log-probs is L_inv^wc.
+            stacked = with_grad.place([(0, pair) for pair in selected], 1, clean_logps)  # (1, N, T)
+            inv_loss, _ = losses.invariance_penalty(
+                stacked, clean_logps, completion_mask, penalty_rows, **{**penalty, "worst_case": "batch"}
+            )
+        else:  # every pair with autograd (token, mean, K = 1, or nothing for the penalty to see)
+            every_pair = [(k, i) for k in range(num_views) for i in penalty_pass]
+            passed = set(every_pair)
+            extra = [pair for pair in aux_pairs if pair not in passed]  # auxiliary pairs the penalty does not see
+            with_grad.add(every_pair + extra, run(every_pair + extra))
+            if args.lambda_kl > 0:
+                stacked = with_grad.place([(k, (k, i)) for k, i in every_pair], num_views, clean_logps)  # (K, N, T)
+                inv_loss, metrics = losses.invariance_penalty(
                     stacked, clean_logps, completion_mask, penalty_rows, **penalty
                 )
-                if len(selected) == num_views:
-                    metrics = inv_metrics  # every view was passed
+        if args.lambda_kl > 0:
             loss = loss + args.lambda_kl * inv_loss
             self._log_mean(mode, "roma/loss_inv", inv_loss.detach())
             counts = metrics.selection_counts if bool(penalty_rows.any()) else torch.zeros_like(metrics.selection_counts)
             self._log_views(mode, inputs, metrics.per_view_kl, counts)
 
         if args.lambda_aux > 0:
-            aux_rows = success if args.aux_correct_only else every_row  # (N,) the sequences L_aux sees
-            aux_pass_rows = every_row if uniform else aux_rows
             old_logps = inputs.get("old_per_token_logps")  # (N, T) ℓ_old, absent when equal to sg(ℓ)
             old_logps = clean_logps if old_logps is None else old_logps
-            aux_views = inputs["roma_aux_view"].tolist()  # j per sample
             filler = old_logps if args.aux_ratio_anchor == "clean" else clean_logps
-            # Reuse the views that already have autograd, unless which ones do depends on this process's data.
-            have_views = all(k in grad_views for k in aux_views) and (len(grad_views) == num_views or not uniform)
-            if have_views and not bool((aux_pass_rows & ~penalty_pass_rows).any()):
-                aux_logps = torch.stack([grad_views[k][i] for i, k in enumerate(aux_views)])  # (N, T)
-                aux_logps = torch.where(aux_pass_rows[:, None], aux_logps, filler)
-            else:
-                (aux_logps,) = view_logps([aux_views], aux_pass_rows, filler)  # (N, T)
+            (aux_logps,) = with_grad.place([(0, pair) for pair in aux_pairs], 1, filler)  # (N, T)
             anchor = old_logps if args.aux_ratio_anchor == "clean" else aux_logps.detach()
             aux_loss, aux_metrics = losses.auxiliary_pg_loss(
                 aux_logps,
@@ -611,47 +627,39 @@ class RomaTrainer(GRPOTrainer):
         plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         return plugin is not None and plugin.zero_stage == 3
 
-    def _view_logps_fn(
-        self, inputs: dict[str, Any]
-    ) -> Callable[[list[list[int]], torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``f(selections, rows, filler) -> (V, N, T)``: for each of the V ``selections`` (a view index per
-        sample), ℓ of the completions with sample i's image replaced by its view ``selection[i]``, computed for
-        the ``rows`` (N,) bool only; the other rows are ``filler`` (N, T), detached. The V selections run as
-        one teacher-forced pass over V × S rows, in forwards of ``view_batch_size`` rows (default S), up to
-        the longest selected completion. Autograd follows the caller's grad mode."""
+    def _view_logps_fn(self, inputs: dict[str, Any]) -> Callable[[list[tuple[int, int]]], torch.Tensor]:
+        """``f(pairs) -> (M, T)``: for each of the M ``(view k, row i)`` pairs, ℓ of sample i's completion with
+        its image replaced by its view k, teacher-forced up to the longest completion among the pairs (0
+        beyond it). One call runs forwards of ``view_batch_size`` pairs (default: as many as the call has
+        distinct rows, i.e. one view's worth). Autograd follows the caller's grad mode; no pair, no forward."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (N, P)
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
         views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
         image_grid_thw = inputs["image_grid_thw"]  # (N, 3): one image per sample
         per_token = {key: inputs[key] for key in ("token_type_ids", "mm_token_type_ids") if key in inputs}
 
-        def view_logps(selections: list[list[int]], rows: torch.Tensor, filler: torch.Tensor) -> torch.Tensor:
-            num = len(selections)
-            if not bool(rows.any()):
-                return filler.detach().expand(num, *filler.shape)
-            index = rows.nonzero().flatten()  # (S,)
-            repeated = index.repeat(num)  # (V·S,) selection-major
-            length = int(completion_mask[index].sum(-1).max().clamp(min=1))  # T' ≤ T, the longest selected
-            input_ids = torch.cat([prompt_ids[repeated], completion_ids[repeated, :length]], dim=1)  # (V·S, P + T')
-            attention_mask = torch.cat([prompt_mask[repeated], completion_mask[repeated, :length]], dim=1)
-            pixel_values = torch.cat([views[i][selection[i]] for selection in selections for i in index.tolist()])
-            extra = {key: value[repeated, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
+        def view_logps(pairs: list[tuple[int, int]]) -> torch.Tensor:
+            if not pairs:
+                return completion_mask.new_zeros((0, completion_mask.shape[1]), dtype=torch.float32)
+            rows = torch.tensor([i for _, i in pairs], device=prompt_ids.device)  # (M,)
+            length = int(completion_mask[rows].sum(-1).max().clamp(min=1))  # T' ≤ T, the longest
+            input_ids = torch.cat([prompt_ids[rows], completion_ids[rows, :length]], dim=1)  # (M, P + T')
+            attention_mask = torch.cat([prompt_mask[rows], completion_mask[rows, :length]], dim=1)
+            pixel_values = torch.cat([views[i][k] for k, i in pairs])
+            extra = {key: value[rows, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
             # The unwrapped model, as TRL's own extra passes: no DDP forward (and no collective) per view.
             logps, _, _ = self._get_per_token_logps_and_entropies(
                 self.model,
                 input_ids,
                 attention_mask,
                 length,
-                batch_size=self.args.view_batch_size or len(index),  # default: one view's rows per forward
+                batch_size=self.args.view_batch_size or len({i for _, i in pairs}),
                 pixel_values=self._prepare_input(pixel_values),
-                image_grid_thw=image_grid_thw[repeated],
-                num_images=[1] * len(repeated),
+                image_grid_thw=image_grid_thw[rows],
+                num_images=[1] * len(pairs),
                 **extra,
-            )  # (V·S, T')
-            logps = torch.nn.functional.pad(logps, (0, filler.shape[1] - length))  # (V·S, T), 0 on padding
-            filled = filler.detach().unsqueeze(0).repeat(num, 1, 1)  # (V, N, T)
-            selection_index = torch.arange(num, device=repeated.device).repeat_interleave(len(index))  # (V·S,)
-            return filled.index_put((selection_index, repeated), logps)  # (V, N, T)
+            )  # (M, T')
+            return torch.nn.functional.pad(logps, (0, completion_mask.shape[1] - length))  # (M, T)
 
         return view_logps
 
@@ -694,6 +702,42 @@ class RomaTrainer(GRPOTrainer):
         # Trainer.training_step = _prepare_inputs + compute_loss + backward (+ bookkeeping).
         self._metrics["train"]["time/backward"].append(total - self._step_seconds["prepare"] - self._step_seconds["loss"])
         return output
+
+
+class _PairLogps:
+    """Teacher-forced log-probs of ``(view k, row i)`` pairs, gathered from one or more pass-2 calls.
+
+    ``add(pairs, values)`` records the (M, T) ``values`` of M pairs (a later entry for a pair replaces an
+    earlier one); ``place`` scatters recorded pairs into a ``(num, N, T)`` tensor, autograd included.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[torch.Tensor] = []  # (M_p, T) each
+        self._row: dict[tuple[int, int], int] = {}  # pair -> row of torch.cat(_parts)
+        self._size = 0
+
+    def add(self, pairs: list[tuple[int, int]], values: torch.Tensor) -> "_PairLogps":
+        if values.shape[0] != len(pairs):
+            raise ValueError(f"got {values.shape[0]} rows of log-probs for {len(pairs)} pairs")
+        self._parts.append(values)
+        self._row.update({pair: self._size + position for position, pair in enumerate(pairs)})
+        self._size += len(pairs)
+        return self
+
+    def __contains__(self, pair: tuple[int, int]) -> bool:
+        return pair in self._row
+
+    def place(self, entries: list[tuple[int, tuple[int, int]]], num: int, filler: torch.Tensor) -> torch.Tensor:
+        """``(num, N, T)``: ``filler`` (N, T), detached, in every slot, and at ``[slot, i]`` the recorded
+        log-probs of ``pair = (k, i)`` for each ``(slot, pair)`` of ``entries``."""
+        out = filler.detach().unsqueeze(0).repeat(num, 1, 1)
+        if not entries:
+            return out
+        device = filler.device
+        slots = torch.tensor([slot for slot, _ in entries], device=device)
+        rows = torch.tensor([pair[1] for _, pair in entries], device=device)
+        positions = torch.tensor([self._row[pair] for _, pair in entries], device=device)
+        return out.index_put((slots, rows), torch.cat(self._parts)[positions])
 
 
 def _example_id(example: dict[str, Any]) -> str:
