@@ -164,6 +164,7 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
         ({"view_seed": -1}, r"view_seed must be an int >= 0, got -1"),
         ({"correct_threshold": math.inf}, r"correct_threshold must be a finite number, got inf"),
         ({"view_batch_size": 0}, r"view_batch_size must be an int >= 1 or None, got 0"),
+        ({"share_view_encoding": "yes"}, r"share_view_encoding must be a bool, got 'yes'"),
     ],
 )
 def test_config_rejects_invalid_options(tmp_path, suppress_ids, overrides, message):
@@ -179,6 +180,24 @@ def test_trainer_needs_the_success_reward(tiny_model_dir, tmp_path, suppress_ids
     make_trainer(tiny_model_dir, roma_config(tmp_path, suppress_ids, mode="grpo", success_reward="accuracy_reward"), synthetic_rows)
     with pytest.raises(TypeError, match=r"RomaTrainer needs args=RomaConfig\(...\), got GRPOConfig"):
         make_trainer(tiny_model_dir, GRPOConfig(**config_kwargs(tmp_path, suppress_ids)), synthetic_rows)
+
+
+def test_shared_view_encoding_needs_a_model_that_takes_encoder_outputs(
+    tiny_model_dir, tmp_path, suppress_ids, synthetic_rows
+):
+    model, processor = load_model_and_processor(tiny_model_dir)
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, image_grid_thw=None, **kwargs):
+        raise AssertionError("not called")
+
+    model.__class__ = type("OldVLM", (type(model),), {"forward": forward})
+    args = roma_config(tmp_path, suppress_ids)
+    with pytest.raises(ValueError, match=r"OldVLM.forward does not take; set share_view_encoding=False"):
+        RomaTrainer(model=model, reward_funcs=[alternating_reward], args=args, processing_class=processor,
+                    train_dataset=synthetic_rows)
+    args = roma_config(tmp_path, suppress_ids, share_view_encoding=False)
+    RomaTrainer(model=model, reward_funcs=[alternating_reward], args=args, processing_class=processor,
+                train_dataset=synthetic_rows)
 
 
 # ------------------------------------------------------------------------------------------ GRPO equivalence
@@ -305,6 +324,48 @@ def test_roma_loss_and_gradients_match_the_full_formula(roma_batch, overrides, u
         assert error < 1e-5, (name, float(error))
 
 
+@pytest.mark.parametrize("worst_case", ["batch", "mean"])
+def test_shared_view_encoding_encodes_each_image_once_and_changes_nothing_else(roma_batch, worst_case):
+    """Every sequence successful: the G = 2 completions of a prompt share its view images, so the vision
+    tower encodes half as many images; loss and gradients are those of one encoding per sequence."""
+    trainer, inputs = roma_batch
+    inputs = {**inputs, "roma_success": torch.ones_like(inputs["roma_success"])}
+    ids = [id(views) for views in inputs["roma_view_pixel_values"]]
+    prompts, rows = len(set(ids)), len(ids)
+    assert rows == 2 * prompts
+    forwards = VisionForwards(trainer.model)
+    saved = trainer.args.worst_case, trainer.args.share_view_encoding
+    results = {}
+    try:
+        trainer.args.worst_case = worst_case
+        for share in (False, True):
+            trainer.args.share_view_encoding = share
+            forwards.vision.clear()
+            results[share] = loss_and_grads(trainer, inputs, lambda: trainer.compute_loss(trainer.model, inputs))
+            results[share, "vision"] = list(forwards.vision)
+    finally:
+        trainer.args.worst_case, trainer.args.share_view_encoding = saved
+    (loss, grads), (shared_loss, shared_grads) = results[False], results[True]
+    torch.testing.assert_close(shared_loss, loss, rtol=1e-6, atol=1e-9)
+    assert shared_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        error = (shared_grads[name] - grad).norm() / grad.norm().clamp(min=1e-12)
+        assert error < 1e-5, (name, float(error))
+    clean = [(True, rows)]
+    if worst_case == "batch":
+        # the (K - 1)·N pairs that are not auxiliary pairs, the N auxiliary pairs, then the worst view's pairs
+        # unless the step's auxiliary view (one for the batch) is the worst view
+        rest = results[False, "vision"][K + 1 :]
+        assert rest in ([], [(True, rows)])
+        assert results[False, "vision"][: K + 1] == clean + [(False, rows)] * (K - 1) + [(True, rows)]
+        assert results[True, "vision"] == clean + [(False, (K - 1) * prompts), (True, prompts)] + [
+            (True, prompts) for _ in rest
+        ]
+    else:  # every pair with autograd: K views of each prompt's image
+        assert results[False, "vision"] == clean + [(True, rows)] * K
+        assert results[True, "vision"] == clean + [(True, K * prompts)]
+
+
 def test_views_keep_the_token_count_and_replay_from_their_seed(roma_batch):
     trainer, inputs = roma_batch
     grid = inputs["image_grid_thw"]  # (N, 3)
@@ -400,22 +461,27 @@ def test_no_success_means_no_penalty(tiny_model_dir, tmp_path, suppress_ids, syn
 
 
 class VisionForwards:
-    """Counts the vision tower's forward passes, split by whether autograd was on, and their image counts."""
+    """Records the vision tower's forwards (autograd on?, images) and the language model's (autograd on?, rows)."""
 
     def __init__(self, model):
-        self.grad = self.no_grad = 0
-        self.modes = []  # autograd on, per pass
-        self.images = []
-        model.model.visual.register_forward_hook(self, with_kwargs=True)
+        self.vision, self.text = [], []
+        model.model.visual.register_forward_hook(self.on_vision, with_kwargs=True)
+        model.model.language_model.register_forward_hook(self.on_text, with_kwargs=True)
 
-    def __call__(self, module, args, kwargs, output):
-        self.modes.append(torch.is_grad_enabled())
-        if torch.is_grad_enabled():
-            self.grad += 1
-        else:
-            self.no_grad += 1
+    def on_vision(self, module, args, kwargs, output):
         grid_thw = kwargs["grid_thw"] if "grid_thw" in kwargs else args[1]
-        self.images.append(len(grid_thw))  # one row per image
+        self.vision.append((torch.is_grad_enabled(), len(grid_thw)))  # one row per image
+
+    def on_text(self, module, args, kwargs, output):
+        self.text.append((torch.is_grad_enabled(), kwargs["inputs_embeds"].shape[0]))
+
+    @property
+    def no_grad(self):
+        return sum(not grad for grad, _ in self.vision)
+
+    @property
+    def grad(self):
+        return sum(grad for grad, _ in self.vision)
 
 
 K = NUM_VIEWS
@@ -435,26 +501,30 @@ class PassRecorder(RomaTrainer):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "passes"),
+    ("overrides", "vision", "text"),
     [
-        # (autograd on?, images as a multiple of S = the successful sequences) per vision-tower forward, after
-        # the generation prefill (no autograd, 4 images) and the clean loss pass. Unset view_batch_size: a call
-        # over (view, sequence) pairs runs forwards of as many pairs as it has distinct sequences (S).
-        ({"mode": "grpo"}, []),
-        ({"lambda_kl": 0.0, "lambda_aux": 0.0}, []),
+        # Pass 2's forwards after the generation and the clean pass, as (autograd on?, count as a multiple of S,
+        # the successful sequences — one per prompt here, so no two share an image): the vision tower encodes
+        # a call's distinct view images once, the language model runs forwards of S rows (view_batch_size unset).
+        ({"mode": "grpo"}, [], []),
+        ({"lambda_kl": 0.0, "lambda_aux": 0.0}, [], []),
         # the (K - 1)·S pairs that are not auxiliary pairs without autograd, the S auxiliary pairs with it; then
         # the selected pairs that are not auxiliary pairs (added below: how many depends on the draw)
-        ({"worst_case": "batch"}, [(False, 1)] * (K - 1) + [(True, 1)]),
+        ({"worst_case": "batch"}, [(False, K - 1), (True, 1)], [(False, 1)] * (K - 1) + [(True, 1)]),
         # view_batch_size 12 ≥ (K - 1)·S: the pairs without autograd in one forward
-        ({"worst_case": "batch", "view_batch_size": 12}, [(False, K - 1), (True, 1)]),
-        ({"worst_case": "sequence"}, [(False, 1)] * (K - 1) + [(True, 1)]),
-        ({"worst_case": "mean"}, [(True, 1)] * K),  # every pair with autograd; the auxiliary pairs among them
-        ({"lambda_kl": 0.0}, [(True, 1)]),  # the auxiliary pairs only
-        ({"roma_views": 1}, [(True, 1)]),  # one view: nothing to select, the auxiliary pairs are the same
+        ({"worst_case": "batch", "view_batch_size": 12}, [(False, K - 1), (True, 1)], [(False, K - 1), (True, 1)]),
+        ({"worst_case": "sequence"}, [(False, K - 1), (True, 1)], [(False, 1)] * (K - 1) + [(True, 1)]),
+        # every pair with autograd; the auxiliary pairs among them
+        ({"worst_case": "mean"}, [(True, K)], [(True, 1)] * K),
+        ({"lambda_kl": 0.0}, [(True, 1)], [(True, 1)]),  # the auxiliary pairs only
+        ({"roma_views": 1}, [(True, 1)], [(True, 1)]),  # one view: nothing to select, the same pairs
+        # the vision tower once per pair, in each forward of S rows
+        ({"worst_case": "batch", "share_view_encoding": False}, [(False, 1)] * (K - 1) + [(True, 1)],
+         [(False, 1)] * (K - 1) + [(True, 1)]),
     ],
 )
 def test_degraded_forward_passes(
-    tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, overrides, passes
+    tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, overrides, vision, text
 ):
     selections = []
     penalty = losses.invariance_penalty
@@ -469,12 +539,14 @@ def test_degraded_forward_passes(
     trainer = make_trainer(tiny_model_dir, args, synthetic_rows, cls=PassRecorder)
     forwards = VisionForwards(trainer.model)
     trainer.train()
-    # Generation and the clean pass see the 4 images; the views only the successful sequences'.
+    # Generation (prefill and one forward per new token) and the clean pass see the 4 images and rows.
     successes = round(4 * trainer.state.log_history[0]["roma/success_rate"])
     assert 0 < successes < 4
-    observed = list(zip(forwards.modes, forwards.images))
-    assert observed[:2] == [(False, 4), (True, 4)]
-    expected = [(grad, times * successes) for grad, times in passes]
+    assert forwards.vision[:2] == [(False, 4), (True, 4)]
+    generation = next(n for n, entry in enumerate(forwards.text) if entry != (False, 4))  # prefill + tokens
+    assert generation > 1 and forwards.text[generation] == (True, 4)
+    expected_vision = [(grad, times * successes) for grad, times in vision]
+    expected_text = [(grad, times * successes) for grad, times in text]
     if overrides.get("worst_case") in ("batch", "sequence"):
         (batch,) = trainer.batches
         selection = selections[0]
@@ -485,8 +557,10 @@ def test_degraded_forward_passes(
         # the successful sequences whose selected view is not their auxiliary view: one more autograd forward
         missing = int((batch["success"] & (chosen != batch["aux"])).sum())
         assert int(selection.selection_counts.sum()) == (1 if overrides["worst_case"] == "batch" else successes)
-        expected += [(True, missing)] if missing else []
-    assert observed[2:] == expected
+        expected_vision += [(True, missing)] if missing else []
+        expected_text += [(True, missing)] if missing else []
+    assert forwards.vision[2:] == expected_vision
+    assert forwards.text[generation + 1 :] == expected_text
 
 
 @pytest.mark.parametrize(
@@ -503,13 +577,12 @@ def test_sharded_parameters_get_data_independent_passes(
     tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, worst_case, passes
 ):
     """Under ZeRO-3 / FSDP each forward pass gathers parameters across processes: pass 2 then runs on every
-    row, and a fixed number of times."""
+    row, a fixed number of times, and the vision tower once per sequence (no shared encoding)."""
     monkeypatch.setattr(RomaTrainer, "_uniform_view_passes", property(lambda self: True))
     trainer = make_trainer(tiny_model_dir, roma_config(tmp_path, suppress_ids, worst_case=worst_case), synthetic_rows)
     forwards = VisionForwards(trainer.model)
     trainer.train()
-    observed = list(zip(forwards.modes, forwards.images))
-    assert observed == [(False, 4), (True, 4)] + [(grad, times * 4) for grad, times in passes]
+    assert forwards.vision == [(False, 4), (True, 4)] + [(grad, times * 4) for grad, times in passes]
 
 
 def test_no_view_pass_without_a_success(tiny_model_dir, tmp_path, suppress_ids, synthetic_rows):

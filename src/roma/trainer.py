@@ -27,6 +27,7 @@ step, bit for bit, without any degraded forward pass. ``mode="naive_aug"`` is th
 baseline: the rollout image itself is replaced by one degraded view; everything else is GRPO.
 """
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from PIL import Image
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
@@ -215,6 +217,16 @@ class RomaConfig(GRPOConfig):
             "memory; smaller ones bound it."
         ),
     )
+    share_view_encoding: bool = field(
+        default=True,
+        metadata=_help(
+            "Encode each distinct view image once per pass-2 call and give the encoding to every sequence that "
+            "shows it (the G completions of a prompt share its views), through transformers' mm_encoder_outputs: "
+            "the vision tower runs G times less, and its gradient is the same sum. False runs the vision tower "
+            "once per sequence, as TRL's clean pass does. Under ZeRO-3 / FSDP pass 2 always runs per sequence "
+            "(every process must run the same forwards)."
+        ),
+    )
     roma_agg: Literal["token", "sequence", "fixed"] | None = field(
         default=None,
         metadata=_help(
@@ -285,6 +297,8 @@ class RomaConfig(GRPOConfig):
             isinstance(self.view_batch_size, bool) or not isinstance(self.view_batch_size, int) or self.view_batch_size < 1
         ):
             raise ValueError(f"view_batch_size must be an int >= 1 or None, got {self.view_batch_size!r}")
+        if not isinstance(self.share_view_encoding, bool):
+            raise ValueError(f"share_view_encoding must be a bool, got {self.share_view_encoding!r}")
         if self.roma_agg is None:
             self.roma_agg = AGG_BY_LOSS_TYPE.get(self.loss_type, "token")
         elif self.roma_agg not in losses.AGG_MODES:
@@ -340,6 +354,15 @@ class RomaTrainer(GRPOTrainer):
             )
         else:
             self._success_index = None
+        if args.roma_terms_on and args.share_view_encoding:
+            base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+            if "mm_encoder_outputs" not in inspect.signature(type(base).forward).parameters or not hasattr(
+                base, "get_image_features"
+            ):
+                raise ValueError(
+                    f"share_view_encoding=True passes the views' encodings to the model through mm_encoder_outputs, "
+                    f"which {type(base).__name__}.forward does not take; set share_view_encoding=False"
+                )
         self._rewards_per_func: torch.Tensor | None = None  # (N_global, F), the last _calculate_rewards
         self._capture_clean_logps = False
         self._clean_logps: torch.Tensor | None = None
@@ -631,12 +654,14 @@ class RomaTrainer(GRPOTrainer):
         """``f(pairs) -> (M, T)``: for each of the M ``(view k, row i)`` pairs, ℓ of sample i's completion with
         its image replaced by its view k, teacher-forced up to the longest completion among the pairs (0
         beyond it). One call runs forwards of ``view_batch_size`` pairs (default: as many as the call has
-        distinct rows, i.e. one view's worth). Autograd follows the caller's grad mode; no pair, no forward."""
+        distinct rows, i.e. one view's worth); with ``share_view_encoding`` the call first encodes each
+        distinct view image once. Autograd follows the caller's grad mode; no pair, no forward."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (N, P)
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
-        views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
+        views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D); one object per example
         image_grid_thw = inputs["image_grid_thw"]  # (N, 3): one image per sample
         per_token = {key: inputs[key] for key in ("token_type_ids", "mm_token_type_ids") if key in inputs}
+        share = self.args.share_view_encoding and not self._uniform_view_passes
 
         def view_logps(pairs: list[tuple[int, int]]) -> torch.Tensor:
             if not pairs:
@@ -645,23 +670,82 @@ class RomaTrainer(GRPOTrainer):
             length = int(completion_mask[rows].sum(-1).max().clamp(min=1))  # T' ≤ T, the longest
             input_ids = torch.cat([prompt_ids[rows], completion_ids[rows, :length]], dim=1)  # (M, P + T')
             attention_mask = torch.cat([prompt_mask[rows], completion_mask[rows, :length]], dim=1)
-            pixel_values = torch.cat([views[i][k] for k, i in pairs])
             extra = {key: value[rows, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
-            # The unwrapped model, as TRL's own extra passes: no DDP forward (and no collective) per view.
-            logps, _, _ = self._get_per_token_logps_and_entropies(
-                self.model,
-                input_ids,
-                attention_mask,
-                length,
-                batch_size=self.args.view_batch_size or len({i for _, i in pairs}),
-                pixel_values=self._prepare_input(pixel_values),
-                image_grid_thw=image_grid_thw[rows],
-                num_images=[1] * len(pairs),
-                **extra,
-            )  # (M, T')
+            batch_size = self.args.view_batch_size or len({i for _, i in pairs})
+            if share:
+                logps = self._shared_encoding_logps(
+                    pairs, views, image_grid_thw[rows], input_ids, attention_mask, length, batch_size, extra
+                )
+            else:
+                # The unwrapped model, as TRL's own extra passes: no DDP forward (and no collective) per view.
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    input_ids,
+                    attention_mask,
+                    length,
+                    batch_size=batch_size,
+                    pixel_values=self._prepare_input(torch.cat([views[i][k] for k, i in pairs])),
+                    image_grid_thw=image_grid_thw[rows],
+                    num_images=[1] * len(pairs),
+                    **extra,
+                )  # (M, T')
             return torch.nn.functional.pad(logps, (0, completion_mask.shape[1] - length))  # (M, T)
 
         return view_logps
+
+    def _shared_encoding_logps(
+        self,
+        pairs: list[tuple[int, int]],
+        views: list[torch.Tensor],
+        image_grid_thw: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        length: int,
+        batch_size: int,
+        extra: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """(M, T') completion log-probs of the M ``pairs`` (rows of ``input_ids`` (M, P + T'), grids
+        ``image_grid_thw`` (M, 3)): the vision tower runs once over the distinct view images — view k of
+        one example's views tensor — and each forward of ``batch_size`` pairs reads their encodings from
+        ``mm_encoder_outputs``. The unwrapped model, through TRL's fused LM head, as TRL's own passes."""
+        image_index: dict[tuple[int, int], int] = {}  # (view k, id of the example's views tensor) -> image
+        distinct: list[torch.Tensor] = []
+        distinct_grids: list[torch.Tensor] = []
+        image_of: list[int] = []  # (M,) the distinct image of each pair
+        for position, (k, i) in enumerate(pairs):
+            key = (k, id(views[i]))
+            if key not in image_index:
+                image_index[key] = len(distinct)
+                distinct.append(views[i][k])
+                distinct_grids.append(image_grid_thw[position])
+            image_of.append(image_index[key])
+        with self.accelerator.autocast():
+            encoded = self.model.get_image_features(
+                self._prepare_input(torch.cat(distinct)), torch.stack(distinct_grids), return_dict=True
+            )
+        if not isinstance(encoded.pooler_output, (tuple, list)) or len(encoded.pooler_output) != len(distinct):
+            raise RuntimeError(
+                f"{type(self.model).__name__}.get_image_features returned no per-image pooler_output for "
+                f"{len(distinct)} images, so the views' encodings cannot be shared; set share_view_encoding=False"
+            )
+        all_logps = []
+        for start in range(0, len(pairs), batch_size):
+            end = min(start + batch_size, len(pairs))
+            labels = input_ids[start:end].masked_fill(attention_mask[start:end] == 0, -100)
+            labels[:, :-length] = -100  # only the completion tokens are scored
+            chunk = {key: value[start:end] for key, value in extra.items()}
+            with self.accelerator.autocast():
+                outputs = self.model(
+                    input_ids=input_ids[start:end],
+                    attention_mask=attention_mask[start:end],
+                    image_grid_thw=image_grid_thw[start:end],
+                    mm_encoder_outputs={"image": _select_images(encoded, image_of[start:end])},
+                    labels=labels,
+                    fused_lm_head=True,
+                    **chunk,
+                )
+            all_logps.append(outputs.log_probs[:, -length:])
+        return torch.cat(all_logps)  # (M, T')
 
     # ------------------------------------------------------------------------------------------
     # Metrics and timing
@@ -738,6 +822,17 @@ class _PairLogps:
         rows = torch.tensor([pair[1] for _, pair in entries], device=device)
         positions = torch.tensor([self._row[pair] for _, pair in entries], device=device)
         return out.index_put((slots, rows), torch.cat(self._parts)[positions])
+
+
+def _select_images(encoded: Any, index: list[int]) -> Any:
+    """A vision encoder output (``get_image_features(..., return_dict=True)``) for the images ``index``, in
+    that order, as ``mm_encoder_outputs["image"]`` takes it: the per-image ``pooler_output`` and, for
+    Qwen3-VL, the per-layer ``deepstack_features`` re-indexed; the fields over all patches left out."""
+    fields = {"pooler_output": tuple(encoded.pooler_output[d] for d in index)}
+    deepstack = getattr(encoded, "deepstack_features", None)
+    if deepstack is not None:
+        fields["deepstack_features"] = [tuple(layer[d] for d in index) for layer in deepstack]
+    return type(encoded)(**fields)
 
 
 def _example_id(example: dict[str, Any]) -> str:
