@@ -2,7 +2,7 @@
 
 ::
 
-    python benchmarks/step_overhead.py [--trials 5] [--model-dir DIR] [--max-completion-length 48]
+    python benchmarks/step_overhead.py [--trials 5] [--model-dir DIR] [--max-completion-length 48] [--success half]
 
 The tiny Qwen3-VL (built in a temporary folder unless ``--model-dir`` is given) runs on the CPU with one
 torch thread. For every ROMA configuration (K = 1…4 views × each ``worst_case``) and every trial, a GRPO
@@ -126,11 +126,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="recompute activations in backward, as the GPU recipes do")
     parser.add_argument("--view-batch-size", type=int, default=None,
                         help="RomaConfig.view_batch_size: sequences per pass-2 forward (default: the micro-batch)")
+    parser.add_argument("--per-sequence-encoding", action="store_true",
+                        help="RomaConfig.share_view_encoding=False: the vision tower runs once per sequence in pass 2")
     parser.add_argument("--no-memory", action="store_true", help="skip the (slow) memory profile")
     parser.add_argument("--views", type=int, nargs="+", default=list(VIEW_COUNTS), help="values of K to measure")
     parser.add_argument("--worst-cases", nargs="+", choices=WORST_CASES, default=list(WORST_CASES),
                         help="worst_case modes to measure")
     options = parser.parse_args(argv)
+    if any(k < 1 for k in options.views):
+        parser.error(f"--views must be >= 1, got {options.views}")
+    if options.trials < 1:
+        parser.error(f"--trials must be >= 1, got {options.trials}")
     torch.set_num_threads(1)
 
     scratch = Path(tempfile.mkdtemp(prefix="roma-bench-"))
@@ -144,13 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     grpo = make_trainer(model_dir, scratch / "grpo", options, dataset, mode="grpo")
-    if any(k < 1 for k in options.views):
-        parser.error(f"--views must be >= 1, got {options.views}")
     configs = [(k, worst_case) for worst_case in options.worst_cases for k in options.views]
     roma = {
         c: make_trainer(
             model_dir, scratch / f"roma-{c[0]}-{c[1]}", options, dataset, roma_views=c[0], worst_case=c[1],
-            view_batch_size=options.view_batch_size,
+            view_batch_size=options.view_batch_size, share_view_encoding=not options.per_sequence_encoding,
         )
         for c in configs
     }
@@ -195,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
           f"median of {options.trials} paired steps. GRPO: full step {statistics.median(r['grpo_full'] for r in results.values()):.3f} s, "
           f"loss+backward {statistics.median(r['grpo_loss'] for r in results.values()):.3f} s"
           + (f", peak {grpo_peak / 2**20:.1f} MiB" if not options.no_memory else "")
-          + (f"; view_batch_size {options.view_batch_size}." if options.view_batch_size else "."))
+          + (f"; view_batch_size {options.view_batch_size}" if options.view_batch_size else "")
+          + ("; vision tower per sequence in pass 2." if options.per_sequence_encoding else "."))
     header = "| worst_case | K | full step time | loss+backward time |"
     rule = "|---|---|---|---|"
     if not options.no_memory:

@@ -21,8 +21,9 @@ One optimisation step of ``mode="roma"``:
 Pass 2 never samples a token from a degraded image and never builds a full-vocabulary log-softmax:
 log-probs come from TRL's fused LM head, which gathers the sampled tokens only. It runs only where a
 term looks — the successful sequences under the correctness masks — and, for ``worst_case="batch"``,
-the ``K`` views run without autograd to find the worst, then only the worst view and the auxiliary view
-run with autograd (one pass when they coincide). ``mode="grpo"`` or ``λ_kl = λ_aux = 0`` is TRL's GRPO
+each sequence's auxiliary view runs with autograd and its other views without; the worst view is picked
+on those values, and only its pairs that were not auxiliary ones run again, with autograd. The vision
+tower encodes each distinct view image once per call (``share_view_encoding``). ``mode="grpo"`` or ``λ_kl = λ_aux = 0`` is TRL's GRPO
 step, bit for bit, without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning
 baseline: the rollout image itself is replaced by one degraded view; everything else is GRPO.
 """
