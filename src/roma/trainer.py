@@ -587,8 +587,8 @@ class RomaTrainer(GRPOTrainer):
             aux_pair_logps = run(aux_pairs)  # (|aux_pairs|, T)
             with_grad.add(aux_pairs, aux_pair_logps)
             detached = _PairLogps().add(others, others_logps).add(aux_pairs, aux_pair_logps.detach())
-            every_pair = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]
-            all_views = detached.place(every_pair, num_views, clean_logps)  # (K, N, T)
+            slots = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]  # view k of row i in slot k
+            all_views = detached.place(slots, num_views, clean_logps)  # (K, N, T)
             _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
             if args.worst_case == "batch":
                 chosen = [int(metrics.selection_counts.argmax())] * len(aux_view)
