@@ -211,11 +211,11 @@ class RomaConfig(GRPOConfig):
     view_batch_size: int | None = field(
         default=None,
         metadata=_help(
-            "Rows (sequence × view) per teacher-forced forward of pass 2. Unset: one view's worth — the sequences "
-            "the term sees, as TRL's clean pass — so a pass over K views runs K forwards of that size. A forward "
-            "holds a transient (logits: rows × tokens × vocabulary) on top of the graphs kept for backward: "
-            "larger values run fewer, bigger forwards (faster on CPU, see docs/trainer.md) at the cost of peak "
-            "memory; smaller ones bound it."
+            "(view, sequence) pairs per teacher-forced forward of pass 2. Unset: as many as the call has distinct "
+            "sequences — one view's worth, the size of TRL's clean pass — so K − 1 views without autograd run as "
+            "K − 1 forwards. A forward holds a transient that grows with its rows (TRL's fused LM-head tile, the "
+            "activations) on top of the graphs kept for backward: larger values run fewer, bigger forwards "
+            "(faster on CPU, see docs/trainer.md) at the cost of peak memory; smaller ones bound it."
         ),
     )
     share_view_encoding: bool = field(
