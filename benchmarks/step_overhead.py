@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in backward, as the GPU recipes do")
     parser.add_argument("--view-batch-size", type=int, default=None,
-                        help="RomaConfig.view_batch_size: sequences per pass-2 forward (default: the micro-batch)")
+                        help="RomaConfig.view_batch_size: (view, sequence) pairs per pass-2 forward "
+                        "(default: one view's worth of sequences)")
     parser.add_argument("--per-sequence-encoding", action="store_true",
                         help="RomaConfig.share_view_encoding=False: the vision tower runs once per sequence in pass 2")
     parser.add_argument("--no-memory", action="store_true", help="skip the (slow) memory profile")

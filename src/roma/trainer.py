@@ -23,8 +23,8 @@ log-probs come from TRL's fused LM head, which gathers the sampled tokens only. 
 term looks — the successful sequences under the correctness masks — and, for ``worst_case="batch"``,
 each sequence's auxiliary view runs with autograd and its other views without; the worst view is picked
 on those values, and only its pairs that were not auxiliary ones run again, with autograd. The vision
-tower encodes each distinct view image once per call (``share_view_encoding``). ``mode="grpo"`` or ``λ_kl = λ_aux = 0`` is TRL's GRPO
-step, bit for bit, without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning
+tower encodes each distinct view image once per call (``share_view_encoding``). ``mode="grpo"`` or
+``λ_kl = λ_aux = 0`` is TRL's GRPO step, bit for bit, without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning
 baseline: the rollout image itself is replaced by one degraded view; everything else is GRPO.
 """
 
@@ -590,11 +590,10 @@ class RomaTrainer(GRPOTrainer):
             slots = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]  # view k of row i in slot k
             all_views = detached.place(slots, num_views, clean_logps)  # (K, N, T)
             _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
-            if args.worst_case == "batch":
-                chosen = [int(metrics.selection_counts.argmax())] * len(aux_view)
-            else:  # rows the penalty does not see (-1) take view 0, unused
-                chosen = metrics.sequence_view.clamp(min=0).tolist()
-            selected = [(chosen[i], i) for i in penalty_pass]
+            # The view each sequence's penalty reads (the batch's worst, or its own); -1: the penalty does not
+            # read the sequence, which then needs no pass — except under sharding, where it takes view 0, unused.
+            chosen = metrics.sequence_view.tolist()  # (N,)
+            selected = [(max(chosen[i], 0), i) for i in penalty_pass if uniform or chosen[i] >= 0]
             todo = selected if uniform else [pair for pair in selected if pair not in with_grad]
             with_grad.add(todo, run(todo))
             # Each sequence under its selected view: the K = 1 penalty of these log-probs is L_inv^wc.
