@@ -37,9 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="items per generate call (default 8)")
     parser.add_argument("--out", default="eval-out", help="output folder (default ./eval-out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degraded views (default 0)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="generation length limit (default: the model folder's roma train max_completion_length, "
+                             "else 2048, the GPU recipes' training length: shorter cuts chains of thought)")
     parser.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto",
-                        help="auto: vLLM when installed and a GPU is present (untested path), else transformers")
+                        help="auto: vLLM when installed (pip install -e '.[gpu]') and a GPU is present, else "
+                             "transformers (bfloat16 on CUDA, float32 on the CPU)")
+    parser.add_argument("--max-model-len", type=int,
+                        help="vLLM context length (default: 1024 prompt tokens + the image's tokens under --max-pixels "
+                             "+ --max-new-tokens; without --max-pixels, vLLM's default)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per model (default 1)")
+    parser.add_argument("--max-pixels", type=int,
+                        help="largest image area in pixels (processor and vLLM; default: the model's processor's)")
+    parser.add_argument("--min-pixels", type=int, help="smallest image area in pixels (default: the processor's)")
     parser.add_argument("--name", help="model label in the report (default: the folder name)")
     parser.add_argument("--judge", choices=("rule", "openai"), default="rule", help="answer judge (default rule)")
     parser.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
@@ -74,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data, settings=args.settings, levels=args.levels, limit=args.limit,
             batch_size=args.batch_size, out_dir=args.out, seed=args.seed, max_new_tokens=args.max_new_tokens,
             judge=judge, backend=args.backend, model_name=args.name, progress=not args.no_progress,
+            engine={"max_model_len": args.max_model_len, "tensor_parallel_size": args.tensor_parallel_size,
+                    "min_pixels": args.min_pixels, "max_pixels": args.max_pixels},
         )
     except JudgeUnavailableError as error:
         print(f"roma eval: {error}", file=sys.stderr)

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from roma.data.benchmarks import decode_image, load_benchmark_with_skips, resolve_benchmark
-from roma.eval.generation import Backend, Generator, build_generator
+from roma.eval.generation import Backend, Completion, Generator, build_generator, training_length
 from roma.eval.judge import RuleJudge, Verdict
 from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
 from roma.eval.records import append_records, read_records, record_key
@@ -127,13 +127,16 @@ class _Examples:
         return View(example, condition, params, pixels)
 
 
-def _record(name: str, view: View, completion: str, verdict: Verdict) -> dict[str, Any]:
+def _record(name: str, view: View, completion: Completion, verdict: Verdict) -> dict[str, Any]:
     example, condition = view.example, view.condition
+    completion, finish_reason = completion
     record = {
         "benchmark": name, "id": example["id"], "task": example["task"], "setting": condition.setting,
         "type": condition.type, "level": condition.level, "params": view.params, "answer": example["answer"],
         "answer_type": example["answer_type"], "completion": completion, "extracted": verdict.extracted,
         "correct": bool(verdict.correct), "judge": verdict.judge,
+        # "length": generation hit max_new_tokens (a cut chain of thought); None: the generator did not say.
+        "finish_reason": finish_reason, "truncated": finish_reason == "length",
     }
     if verdict.error is not None:
         record["judge_error"] = verdict.error
@@ -165,13 +168,14 @@ def evaluate(
     batch_size: int = 8,
     out_dir: str | Path | None = None,
     seed: int = 0,
-    max_new_tokens: int = 256,
+    max_new_tokens: int | None = None,
     judge: Any = None,
     generator: Generator | None = None,
     backend: Backend = "auto",
     model_name: str | None = None,
     progress: bool = True,
     report: bool = True,
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model under the clean / seen / unseen protocol and return the summary.
 
@@ -185,24 +189,30 @@ def evaluate(
         batch_size: (example × condition) items per ``generate`` call.
         out_dir: where records, summary and report go; ``None`` keeps everything in memory (no resume).
         seed: run seed; with the example id, type and level it fixes every degraded view.
-        max_new_tokens: generation length limit.
+        max_new_tokens: generation length limit; ``None``: the training length of the model folder
+            (:func:`~roma.eval.generation.training_length`: its ``roma train`` ``max_completion_length``, else 2048).
         judge: ``judge(completion, example) -> Verdict``; default :class:`~roma.eval.judge.RuleJudge`.
         generator: ``generator(prompts, images) -> completions``; default built from ``model_or_path``.
         backend: ``"auto"`` (vLLM if installed and a GPU is present, else Hugging Face), ``"hf"``, ``"vllm"``.
         model_name: label of the model in reports (default: the folder name).
         progress: show tqdm progress bars.
         report: also write ``report.md`` and the plots (needs ``out_dir``).
+        engine: further :func:`~roma.eval.generation.build_generator` arguments (``max_model_len``,
+            ``tensor_parallel_size``, ``min_pixels``, ``max_pixels``).
 
     Returns:
         :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``skipped`` (ids per dataset
         whose image was missing/corrupt or could not be degraded), ``judge_errors``, ``counts``
-        (records generated now / reused from an earlier run) and ``versions``.
+        (records generated now / reused from an earlier run), ``truncated`` (completions cut at
+        ``max_new_tokens``, per dataset) and ``versions``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not datasets:
         raise ValueError("give at least one dataset")
     judge = RuleJudge() if judge is None else judge
+    if max_new_tokens is None:
+        max_new_tokens = training_length(model_or_path if isinstance(model_or_path, (str, Path)) else None)
     conds = conditions(settings, levels)
     if model_name is None:
         model_name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else "model"
@@ -223,7 +233,9 @@ def evaluate(
     if generator is None:
         if model_or_path is None:
             raise ValueError("give model_or_path or a generator")
-        generator, config["backend"] = build_generator(model_or_path, backend=backend, max_new_tokens=max_new_tokens)
+        generator, config["backend"] = build_generator(
+            model_or_path, backend=backend, max_new_tokens=max_new_tokens, **(engine or {})
+        )
 
     results: list[dict[str, Any]] = []
     skipped: dict[str, list[dict[str, str]]] = {}
@@ -252,7 +264,8 @@ def evaluate(
                         raise RuntimeError(
                             f"the generator returned {len(completions)} completions for {len(views)} prompts"
                         )
-                    records = [_record(item.name, v, completion, judge(completion, v.example))
+                    completions = [c if isinstance(c, Completion) else Completion(c, None) for c in completions]
+                    records = [_record(item.name, v, completion, judge(completion.text, v.example))
                                for v, completion in zip(views, completions)]
                     if records_path is not None:
                         append_records(records_path, records)
@@ -268,6 +281,8 @@ def evaluate(
         main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
+        truncated={name: sum(1 for r in results if r["benchmark"] == name and r.get("truncated"))
+                   for name in skipped},
         counts={"records": len(results), "generated": generated, "reused": reused,
                 "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()}},
         seconds=round(time.perf_counter() - start, 2),

@@ -406,21 +406,27 @@ def build_tiny_qwen3vl(
 
 
 def load_model_and_processor(
-    path: str | Path, *, dtype: torch.dtype = torch.float32
+    path: str | Path, *, dtype: torch.dtype = torch.float32, device_map: str | dict[str, Any] | None = None
 ) -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
     """Load a Qwen3-VL folder (built here or released) as ``(model, processor)``, model in eval mode.
+
+    The processor pads on the **left** (its tokenizer too, whatever the folder says; released Qwen
+    tokenizers pad right): a batch then ends where generation starts, and TRL's ``get_rope_index`` reads
+    a batch mixing image sizes correctly. ``device_map`` is transformers' (``"cuda"``, ``"auto"``;
+    ``None`` keeps the model on the CPU).
 
     Raises ``TypeError`` if ``AutoProcessor`` does not give a Qwen3-VL processor (for instance a bare
     tokenizer), which would otherwise fail much later inside a trainer.
     """
     register()
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path, padding_side="left")
     if not isinstance(processor, Qwen3VLProcessor):
         raise TypeError(
             f"AutoProcessor.from_pretrained({str(path)!r}) gave a {type(processor).__name__}, not a Qwen3-VL "
             "processor; is it a Qwen3-VL folder with a processor_config.json?"
         )
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
     return model.eval(), processor
 
 
