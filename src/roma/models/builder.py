@@ -276,17 +276,25 @@ def make_image_processor(spec: TinyQwen3VLSpec) -> Qwen2VLImageProcessorPil:
     )
 
 
-def make_model(spec: TinyQwen3VLSpec, tokenizer: Qwen2Tokenizer, *, seed: int) -> Qwen3VLForConditionalGeneration:
+def make_model(
+    spec: TinyQwen3VLSpec, tokenizer: Qwen2Tokenizer, *, seed: int, vocab_size: int | None = None
+) -> Qwen3VLForConditionalGeneration:
     """A random-weight Qwen3-VL whose token ids match ``tokenizer``; weights drawn from ``seed``.
+
+    ``vocab_size``: rows of the embedding and the LM head (default ``len(tokenizer)``; released Qwen3-VL
+    checkpoints pad Qwen3's 151,669 tokens to 151,936). ``ValueError`` if smaller than the tokenizer.
 
     The weights come from torch's default generator seeded inside ``torch.random.fork_rng``, so the
     caller's global RNG state is left untouched.
     """
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    vocab_size = len(tokenizer) if vocab_size is None else vocab_size
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size ({vocab_size}) must be >= the tokenizer's {len(tokenizer)} tokens")
     grid_side = spec.image_size // spec.patch_size
     config = Qwen3VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size,
             "hidden_size": spec.text_hidden_size,
             "intermediate_size": spec.text_intermediate_size,
             "num_hidden_layers": spec.text_layers,
