@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed next to the CPU torch' if u.find_spec('torchvision') else 0)"
+	$(PY) -m roma.envcheck  # refuses only a torchvision that cannot work beside the installed torch
 	touch $(STAMP)
 
 test: venv

@@ -1,6 +1,7 @@
 """GPU readiness, checked on the CPU: image bounds and the derived vLLM context, the vLLM engine arguments,
 the torchvision check of the Makefile. CUDA and vLLM are faked where needed."""
 
+import importlib.machinery
 import sys
 import types
 from pathlib import Path
@@ -91,3 +92,212 @@ def test_extra_llm_kwargs_reach_the_vllm_engine_trl_builds(monkeypatch):
             vllm_generation.LLM(model="m", limit_mm_per_prompt={"image": 2})
     assert vllm_generation.LLM is fake_llm  # restored after the block
     assert built == [{"model": "m", "max_model_len": 10, **extra}]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Makefile's torchvision check (roma.envcheck)
+# ---------------------------------------------------------------------------------------------------
+
+
+def fake_stack(torch_cuda, vision_cuda=None, vision_error=None, installed=True):
+    torch = types.SimpleNamespace(__version__="2.13.0", version=types.SimpleNamespace(cuda=torch_cuda))
+    vision = types.SimpleNamespace(__version__="0.28.0", version=types.SimpleNamespace(cuda=vision_cuda))
+
+    def import_module(name):
+        if name == "torchvision" and vision_error is not None:
+            raise vision_error
+        return {"torch": torch, "torchvision": vision}[name]
+
+    return (lambda name: object() if installed else None), import_module
+
+
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        (fake_stack(None, installed=False), None),  # no torchvision: the CPU default
+        (fake_stack("12.8", "12.8"), None),  # the matching CUDA pair vLLM installs on a GPU machine
+        (fake_stack(None, None), None),  # a CPU torchvision beside the CPU torch
+        (fake_stack(None, "12.8"), "torchvision 0.28.0 is built for CUDA 12.8 but torch 2.13.0 is the CPU build"),
+        (fake_stack(None, vision_error=RuntimeError("operator torchvision::nms does not exist")),
+         "torchvision does not import beside torch 2.13.0 (RuntimeError: operator torchvision::nms does not exist)"),
+    ],
+)
+def test_torchvision_check_refuses_only_the_broken_pairs(stack, message):
+    from roma.envcheck import torchvision_problem
+
+    problem = torchvision_problem(*stack)
+    assert problem is None if message is None else problem.startswith(message)
+
+
+def test_envcheck_passes_in_this_environment():
+    from roma.envcheck import main
+
+    assert main() == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# roma eval on a GPU machine (CUDA and vLLM faked)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_hf_backend_loads_bf16_on_cuda(tiny_model_dir, monkeypatch):
+    import torch
+
+    import roma.models
+    from roma.eval.generation import build_generator, hf_load_settings
+
+    assert hf_load_settings(cuda=False) == (torch.float32, None)
+    assert hf_load_settings(cuda=True) == (torch.bfloat16, "auto")
+    calls = []
+    real_load = roma.models.load_model_and_processor
+
+    def spy(path, *, dtype, device_map):
+        calls.append((dtype, device_map))
+        return real_load(path)  # on the CPU here
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(roma.models, "load_model_and_processor", spy)
+    _, backend = build_generator(tiny_model_dir, backend="hf", max_new_tokens=4)
+    assert backend == "hf" and calls == [(torch.bfloat16, "auto")]
+
+
+class FakeVLLM(types.ModuleType):
+    """The two names of vllm that roma uses; LLM records its arguments and answers with canned outputs."""
+
+    def __init__(self):
+        super().__init__("vllm")
+        self.__spec__ = importlib.machinery.ModuleSpec("vllm", None)  # found by importlib.util.find_spec
+        self.built = []
+        fake = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                fake.built.append(kwargs)
+
+            def generate(self, inputs, params, use_tqdm=False):
+                finish = ["stop", "length"]
+                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"\\boxed{{{i}}}", finish_reason=finish[i % 2])])
+                        for i, _ in enumerate(inputs)]
+
+        self.LLM = LLM
+        self.SamplingParams = lambda **kwargs: kwargs
+
+
+def test_vllm_backend_engine_arguments(tiny_model_dir, monkeypatch):
+    import torch
+
+    from roma.eval.generation import Completion, build_generator
+
+    fake = FakeVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    generator, backend = build_generator(tiny_model_dir, backend="auto", max_new_tokens=2048, max_pixels=1024 * 1024,
+                                         min_pixels=256 * 256, tensor_parallel_size=2)
+    assert backend == "vllm"
+    assert fake.built == [{
+        "model": str(tiny_model_dir), "dtype": "bfloat16", "seed": 0, "limit_mm_per_prompt": {"image": 1},
+        "tensor_parallel_size": 2,
+        "max_model_len": 1024 + (1024 + 2) + 2048,  # prompt budget + one image under max_pixels + completion
+        "mm_processor_kwargs": {"size": {"shortest_edge": 65536, "longest_edge": 1048576}},
+    }]
+    assert generator.params == {"temperature": 0.0, "max_tokens": 2048}
+    images = [Image.new("RGB", (64, 64))] * 2
+    assert generator([prompt_of("a"), prompt_of("b")], images) == [
+        Completion("\\boxed{0}", "stop"), Completion("\\boxed{1}", "length")]
+    build_generator(tiny_model_dir, backend="vllm", max_new_tokens=16, max_model_len=4096)
+    assert fake.built[-1]["max_model_len"] == 4096 and "mm_processor_kwargs" not in fake.built[-1]
+    with pytest.raises(ValueError, match=r"max_model_len \(16\) must exceed max_new_tokens \(16\)"):
+        build_generator(tiny_model_dir, backend="vllm", max_new_tokens=16, max_model_len=16)
+    with pytest.raises(ValueError, match="tensor_parallel_size must be an int >= 1, got 0"):
+        build_generator(tiny_model_dir, backend="vllm", max_new_tokens=16, tensor_parallel_size=0)
+
+
+def test_vllm_backend_without_vllm_or_cuda_is_a_clear_error(tiny_model_dir, monkeypatch):
+    import torch
+
+    from roma.eval.generation import build_generator
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
+    with pytest.raises(ValueError, match=r"backend 'vllm' needs vLLM .*pip install -e '\.\[gpu\]'"):
+        build_generator(tiny_model_dir, backend="vllm")
+    monkeypatch.setitem(sys.modules, "vllm", FakeVLLM())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="backend 'vllm' needs a CUDA device"):
+        build_generator(tiny_model_dir, backend="vllm")
+
+
+def prompt_of(text):
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def test_max_new_tokens_defaults_to_the_training_length(tmp_path):
+    from roma.eval.cli import build_parser
+    from roma.eval.generation import DEFAULT_MAX_NEW_TOKENS, training_length
+
+    assert DEFAULT_MAX_NEW_TOKENS == 2048
+    assert build_parser().parse_args(["--model", "m", "--data", "synthetic"]).max_new_tokens is None
+    assert training_length(tmp_path) == 2048  # a folder without roma train's config.yaml
+    (tmp_path / "config.yaml").write_text("max_completion_length: 512\nmode: roma\n", encoding="utf-8")
+    assert training_length(tmp_path) == 512
+    (tmp_path / "config.yaml").write_text("max_completion_length: -3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="max_completion_length must be an int >= 1, got -3"):
+        training_length(tmp_path)
+
+
+def test_records_carry_the_finish_reason_and_the_report_counts_truncations(tmp_path):
+    from roma.data.synthetic import generate
+    from roma.eval.generation import Completion
+    from roma.eval.records import read_records
+    from roma.eval.runner import evaluate
+
+    answers = iter([Completion("\\boxed{1}", "stop"), Completion("Let me think step by", "length"), "\\boxed{2}"])
+
+    def generator(prompts, images):
+        return [next(answers) for _ in prompts]
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.yaml").write_text("max_completion_length: 300\n", encoding="utf-8")
+    summary = evaluate(tmp_path / "model", [("toy", generate(3, seed=1))], settings=["clean"], out_dir=tmp_path / "out",
+                       generator=generator, progress=False, batch_size=3)
+    records = read_records(tmp_path / "out" / "records.jsonl")
+    assert [(r["finish_reason"], r["truncated"]) for r in records] == [("stop", False), ("length", True), (None, False)]
+    assert summary["truncated"] == {"toy": 1}
+    assert summary["config"]["max_new_tokens"] == 300  # the folder's training length
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "1 completion(s) hit max_new_tokens (300) and were cut" in report and "per dataset: toy 1." in report
+
+
+def test_load_model_and_processor_pads_left_whatever_the_folder_says(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "right")
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["padding_side"] = "right"  # as in released Qwen tokenizers
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    _, processor = load_model_and_processor(folder)
+    assert processor.tokenizer.padding_side == "left"
+    texts = ["<|vision_start|><|image_pad|><|vision_end|>a b c d e f", "<|vision_start|><|image_pad|><|vision_end|>a"]
+    batch = processor(text=texts, images=[Image.new("RGB", (128, 128)), Image.new("RGB", (64, 64))],
+                      padding=True, return_tensors="pt")
+    assert batch["attention_mask"][:, -1].tolist() == [1, 1] and batch["attention_mask"][1, 0] == 0
+
+
+def test_hf_generator_reports_stop_and_length(tiny_model_dir, monkeypatch):
+    import torch
+
+    from roma.eval.generation import Completion, HFGenerator
+
+    model, processor = load_model_and_processor(tiny_model_dir)
+    tokenizer = processor.tokenizer
+    eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
+    a = tokenizer.convert_tokens_to_ids("a")
+
+    def fake_generate(input_ids, **kwargs):  # row 0 ends its turn, row 1 runs into max_new_tokens
+        new = torch.tensor([[a, eos, pad], [a, a, a]])
+        return torch.cat([input_ids, new], dim=1)
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    generator = HFGenerator(model, processor, max_new_tokens=3)
+    out = generator([prompt_of("x"), prompt_of("y")], [Image.new("RGB", (128, 128))] * 2)
+    assert out == [Completion("a", "stop"), Completion("aaa", "length")]
