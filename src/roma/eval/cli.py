@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge", choices=("rule", "openai"), default="rule", help="answer judge (default rule)")
     parser.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--judge-model", help="judge model name, e.g. Qwen/Qwen2.5-72B-Instruct")
+    parser.add_argument("--judge-protocol", choices=("judge", "extract"), default="judge",
+                        help="openai judge: 'judge' (the LLM extracts and decides; the paper's, used for paper-style "
+                             "tables) or 'extract' (the LLM extracts, the rule judge compares; lmms-eval's MathVista)")
     parser.add_argument("--judge-api-key-env", help="environment variable holding the judge's API key")
     parser.add_argument("--judge-retries", type=int, default=5, help="retries of a failed judge request (default 5)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             api_key = os.environ.get(args.judge_api_key_env)
             if not api_key:
                 parser.error(f"environment variable {args.judge_api_key_env} is not set")
-        judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=api_key, max_retries=args.judge_retries)
+        judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=api_key, max_retries=args.judge_retries,
+                            protocol=args.judge_protocol)
     else:
         if args.judge_url or args.judge_model or args.judge_api_key_env:
             parser.error("--judge-url / --judge-model / --judge-api-key-env need --judge openai")
