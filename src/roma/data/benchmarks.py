@@ -957,7 +957,7 @@ def normalize_rows(
         }
         validate_example(example, source=f"{spec.name} row {example_id!r}")
         examples.append({c: example[c] for c in COLUMNS})
-        meta[example_id] = {"task": fields["task"], **fields.get("meta", {})}
+        meta[example_id] = {"task": fields["task"], "choices": fields["choices"], **fields.get("meta", {})}
     order = {example_id: i for i, example_id in enumerate(row_ids(rows, spec))}
     skipped.sort(key=lambda s: order.get(s.id, len(order)))
     return examples, skipped, meta
