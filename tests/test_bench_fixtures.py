@@ -160,6 +160,12 @@ def test_wemath_option_strings_of_the_real_file():
     }
     for option, expected in cases.items():
         assert parse_wemath_options(option)[1] == expected, option
+    # a ";" inside an option's text, and full-width commas, stay as written
+    assert parse_wemath_options("A. ①; ③;B. ②; ③;C. ②; ④;D. ①; ④; E. No correct answer")[1] == [
+        "①; ③", "②; ③", "②; ④", "①; ④", "No correct answer"]
+    assert parse_wemath_options("A. (11，3);B. (8，4);E. No correct answer")[1] == ["(11，3)", "(8，4)", "No correct answer"]
+    assert parse_wemath_options("A. to the right;  ; B. to the left;  ; C. No.  ; D. No correct answer")[1] == [
+        "to the right", "to the left", "No.", "No correct answer"]
     letters, texts = parse_wemath_options("A. Yes ;O.;B. No ;O.;C. No.; F. No correct answer")
     assert letters == ["A", "B", "C", "F"] and texts == ["Yes O.", "No O.", "No.", "No correct answer"]
     assert parse_wemath_options("no options here") is None

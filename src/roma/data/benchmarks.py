@@ -131,7 +131,7 @@ def parse_options(text: str) -> tuple[str, list[str]] | None:
     ``Team A and Team B.`` stay whole. The last option ends at the first line break, so trailing
     instructions are cut off.
     """
-    text = text.translate(_FULL_WIDTH)
+    original, text = text, text.translate(_FULL_WIDTH)  # one character for one: positions agree
     header = re.search(r"(?:^|\n|\s)(?:Options|Choices)\s*:\s*", text)
     start = header.end() if header is not None else 0
     option_list = header is None and re.match(r"\s*A\s*[.:)]", text) is not None
@@ -146,7 +146,7 @@ def parse_options(text: str) -> tuple[str, list[str]] | None:
                 if match is None:
                     break
                 markers.append(match)
-            options = _option_texts(text, markers)
+            options = _option_texts(original, markers)
             if len(markers) >= 2 and all(options):
                 rank = (first.start(), -len(markers))
                 if best is None or rank < best[:2]:
@@ -156,7 +156,7 @@ def parse_options(text: str) -> tuple[str, list[str]] | None:
         return None
     markers, options = best[2], best[3]
     stem_end = header.start() if header is not None else markers[0].start()
-    return text[:stem_end].strip(), options
+    return original[:stem_end].strip(), options
 
 
 def parse_wemath_options(option: str) -> tuple[list[str], list[str]] | None:
@@ -165,30 +165,33 @@ def parse_wemath_options(option: str) -> tuple[list[str], list[str]] | None:
     Options are separated by ``;`` (``"A. 300, 400;B. 400, 300; E. No correct answer"``). The real file
     also has: full-width periods (``B．②``, row 2steps_59); a missing ``;`` (``"A. 45° B. 60° ;C. 120°"``);
     a text's final capital split off as a fake option (``"... get Shape ;C.; B. ..."``,
-    ``"∠AB;E.;"``), which is glued back (``"Shape C."``, ``"∠ABE."``); and letters that skip
-    (``"C. No.; F. No correct answer"``), kept as written.
+    ``"∠AB;E.;"``), which is glued back (``"Shape C."``, ``"∠ABE."``); a ``;`` inside an option's text
+    (``"A. ①; ③;B. ②; ③"``); and letters that skip (``"C. No.; F. No correct answer"``), kept as written.
+    Option texts are returned as written (full-width commas stay).
     """
     letters: list[str] = []
     texts: list[str] = []
-    for segment in option.translate(_FULL_WIDTH).split(";"):
-        marker = re.match(r"\s*([A-Z])\s*\.\s*", segment)
+    for segment in option.split(";"):
+        marker = re.match(r"\s*([A-Z])\s*[.．]\s*", segment)
         later = marker is not None and (not letters or LETTERS.index(marker.group(1)) > LETTERS.index(letters[-1]))
         if marker is not None and later and segment[marker.end() :].strip():
             letters.append(marker.group(1))
             rest = segment[marker.end() :]
             # following options written without their ";": "A. 45° B. 60° " -> "45°", "60°"
             while (nxt := LETTERS[LETTERS.index(letters[-1]) + 1 : LETTERS.index(letters[-1]) + 2]) and (
-                inline := re.search(r"(?<=\s)" + nxt + r"\s*\.\s+(?=\S)", rest)
+                inline := re.search(r"(?<=\s)" + nxt + r"\s*[.．]\s+(?=\S)", rest)
             ):
                 texts.append(rest[: inline.start()])
                 letters.append(nxt)
                 rest = rest[inline.end() :]
             texts.append(rest)
-        elif texts:  # a fake marker ("C." of "Shape ;C.") or a stray piece: the previous option's text
+        elif texts and re.fullmatch(r"\s*[A-Z]\s*[.．]\s*", segment):  # "C." of "Shape ;C.": a split-off capital
             texts[-1] += segment.strip()
+        elif texts:  # a ";" inside the option's text: "A. ①; ③;B. ②; ③"
+            texts[-1] += ";" + segment
         elif segment.strip():
             return None
-    texts = [t.strip() for t in texts]
+    texts = [t.strip().rstrip(";").strip() for t in texts]
     if len(texts) < 2 or any(not t for t in texts):
         return None
     return letters, texts
