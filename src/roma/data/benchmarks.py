@@ -650,7 +650,6 @@ def parse_data_arg(text: str) -> tuple[str | None, str]:
     return None, text
 
 
-_SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_.]+?)(?:-\d{5}-of-\d{5}(?:-[0-9a-f]+)?)?$")
 _DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json")
 
 
