@@ -98,6 +98,10 @@ def test_hub_id_reads_the_local_cache_offline(tmp_path, monkeypatch):
     for name in ("mathvista", "AI4Math/MathVista"):
         item = load_eval_data(name, limit=None)
         assert item.source["split"] == "testmini" and len(item.dataset) == 11
+    with pytest.raises(ValueError, match=r"^mathvista: '\./no-such-copy' is neither an existing local path nor a hub id"):
+        load_eval_data("mathvista=./no-such-copy", limit=None)
+    with pytest.raises(ValueError, match=r"^chartqa: 'someone/ChartQA-copy' is not in the local Hugging Face cache"):
+        load_eval_data("chartqa=someone/ChartQA-copy", limit=None)  # an unknown copy: that repository, not lmms-lab's
     with pytest.raises(ValueError, match=r"^chartqa: 'lmms-lab/ChartQA' is not in the local Hugging Face cache "
                                          r"\(LocalEntryNotFoundError: .*\); download it once .* or pass a local "
                                          r"copy: --data chartqa=PATH$"):

@@ -773,8 +773,12 @@ def read_source(name_or_path: str, *, split: str | None = None, benchmark: str |
     if is_local:
         path = Path(name_or_path)
     else:
-        hub_ids = {h.lower(): h for h in (spec.hub_id, *spec.alt_hub_ids)}
-        path = _hub_snapshot(hub_ids.get(name_or_path.lower(), spec.hub_id), spec)
+        # a registry name reads the benchmark's hub id; "owner/name" reads that repository (a copy)
+        known = {h.lower(): h for h in (spec.hub_id, *spec.alt_hub_ids)}
+        repo_id = spec.hub_id if name_or_path.lower() in BENCHMARKS else known.get(name_or_path.lower(), name_or_path)
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+            raise ValueError(f"{spec.name}: {name_or_path!r} is neither an existing local path nor a hub id (owner/name)")
+        path = _hub_snapshot(repo_id, spec)
     where = str(path)
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
         data = datasets.load_from_disk(str(path))
