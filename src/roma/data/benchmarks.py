@@ -776,7 +776,7 @@ def read_source(name_or_path: str, *, split: str | None = None, benchmark: str |
         # a registry name reads the benchmark's hub id; "owner/name" reads that repository (a copy)
         known = {h.lower(): h for h in (spec.hub_id, *spec.alt_hub_ids)}
         repo_id = spec.hub_id if name_or_path.lower() in BENCHMARKS else known.get(name_or_path.lower(), name_or_path)
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id):
             raise ValueError(f"{spec.name}: {name_or_path!r} is neither an existing local path nor a hub id (owner/name)")
         path = _hub_snapshot(repo_id, spec)
     where = str(path)
