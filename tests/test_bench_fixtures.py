@@ -317,3 +317,13 @@ def _png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_wemath_full_file_groups_into_its_525_problems():
+    """The four-dimensional metric's problems (ID with its one-step and multi-step rows) of the real testmini."""
+    from roma.eval.official import wemath_scores
+
+    rows = full_rows("wemath", "wemath_testmini_full.json")
+    score, parts = wemath_scores([(row["key"].endswith("multi"), {"ID": row["ID"], "key": row["key"]}) for row in rows])
+    assert (parts["n_problems"], parts["incomplete"]) == (525, 0)
+    assert (score, parts["RM_strict"], parts["RM_loose"]) == (0.0, 525, 525)  # only the multi-step rows right
