@@ -105,10 +105,10 @@ def test_one_roma_step_and_one_eval_item(real_dir, tmp_path):
     from roma.data.synthetic import generate
 
     model, processor = load_model_and_processor(real_dir)
-    dataset = generate(2, seed=3)
+    dataset = generate(1, seed=3)
     args = RomaConfig(
         output_dir=str(tmp_path / "run"), use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True,
-        per_device_train_batch_size=4, num_generations=2, max_completion_length=4, roma_views=2,
+        per_device_train_batch_size=2, num_generations=2, max_completion_length=4, roma_views=2,
         success_reward="one_reward", correctness_mask=False, max_pixels=128 * 128 * 4,
         generation_kwargs={"suppress_tokens": vision_token_ids(processor)},
     )
@@ -120,7 +120,7 @@ def test_one_roma_step_and_one_eval_item(real_dir, tmp_path):
                           train_dataset=dataset)
     trainer.current_gradient_accumulation_steps = 1
     trainer.model.train()
-    rows = [dataset[i] for i in range(2) for _ in range(2)]
+    rows = [dataset[0], dataset[0]]  # one prompt, G = 2: the full-vocabulary LM head dominates on a CPU
     loss = trainer.training_step(trainer.model, rows, None)
     assert torch.isfinite(loss)
     grads = [p.grad for p in trainer.model.model.visual.parameters() if p.grad is not None]
