@@ -22,6 +22,7 @@ views). Measured with :mod:`benchmarks.step_overhead`'s timers.
 """
 
 import argparse
+import gc
 import importlib.util
 import json
 import statistics
@@ -89,8 +90,9 @@ def step_memory(trainer: RomaTrainer, rows: list, seed: int, cuda: bool) -> int 
 def measure_eval(model_dir: Path, options: argparse.Namespace, cuda: bool) -> dict:
     """items/s of ``roma eval`` (clean setting) on synthetic items, model loading excluded."""
     items = generate(options.eval_items, seed=5, image_size=options.image_size)
+    # max_pixels bounds vLLM's context (1,024 prompt + 1,026 image + eval tokens) instead of the model's 262,144.
     generator, backend = build_generator(model_dir, backend="auto" if cuda else "hf",
-                                         max_new_tokens=options.eval_tokens)
+                                         max_new_tokens=options.eval_tokens, max_pixels=1024 * 1024)
     start = time.perf_counter()
     summary = evaluate(None, [("synthetic", items)], settings=["clean"], generator=generator,
                        max_new_tokens=options.eval_tokens, batch_size=options.eval_items, progress=False, report=False)
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.empty_cache()
     del grpo
+    gc.collect()
     if cuda:
         torch.cuda.empty_cache()
     eval_result = measure_eval(model_dir, options, cuda)
