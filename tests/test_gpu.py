@@ -55,6 +55,8 @@ def test_pixel_bounds_are_checked_and_optional():
     assert vllm_engine_kwargs(unset) == {"limit_mm_per_prompt": {"image": 1}}
     with pytest.raises(ValueError, match=r"min_pixels \(70000\) must not exceed max_pixels \(65536\)"):
         RomaConfig(output_dir="/tmp/unused", use_cpu=True, max_pixels=65536, min_pixels=70000)
+    with pytest.warns(UserWarning, match="vLLM gets the model's full context"):
+        RomaConfig(output_dir="/tmp/unused", use_cpu=True, use_vllm=True, vllm_mode="colocate")
     with pytest.raises(ValueError, match="max_pixels must be >= 1024 .* got 100"):
         RomaConfig(output_dir="/tmp/unused", use_cpu=True, max_pixels=100)
     with pytest.raises(ValueError, match="prompt_text_tokens must be an int >= 1, got 0"):

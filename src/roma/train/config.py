@@ -1,6 +1,7 @@
 """:class:`RomaConfig`: TRL's ``GRPOConfig`` plus ROMA's options (method.md §2–§8), validated at construction."""
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -264,6 +265,13 @@ class RomaConfig(GRPOConfig):
                 images_per_prompt=self.images_per_prompt,
                 prompt_text_tokens=self.prompt_text_tokens,
                 max_completion_length=self.max_completion_length,
+            )
+        if self.use_vllm and self.vllm_mode == "colocate" and self.vllm_max_model_length is None:
+            warnings.warn(
+                "use_vllm with neither vllm_max_model_length nor max_pixels: vLLM gets the model's full context "
+                "(Qwen3-VL: 262,144 tokens), whose KV cache may not fit vllm_gpu_memory_utilization; set max_pixels "
+                "(docs/trainer.md 'Sequence length')",
+                stacklevel=2,
             )
         if self.roma_agg == "fixed" and self.max_completion_length is None:
             raise ValueError("roma_agg='fixed' divides by max_completion_length, which must then be set")
