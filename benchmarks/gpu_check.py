@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-items", type=int, default=16)
     parser.add_argument("--eval-tokens", type=int, default=128, help="max_new_tokens of the eval items")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--budget", type=float, default=420.0,
+                        help="seconds after which no further K is started (the eval still runs; default 420)")
     options = parser.parse_args(argv)
     if options.cpu_smoke:
         options.views, options.trials, options.max_completion_length = [2], 1, 4
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     full_step(grpo, batches[-1], seed=0)  # warm-up
     results = {}
     for k in options.views:
+        if time.perf_counter() - begin > options.budget:
+            print(f"K={k} and later skipped: the {options.budget:.0f} s budget is spent", flush=True)
+            break
         roma = make_trainer(model_dir, scratch / f"roma-{k}", options, dataset, cuda, roma_views=k,
                             worst_case="batch", correctness_mask=False)
         full_step(roma, batches[-1], seed=0)
