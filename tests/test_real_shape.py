@@ -109,7 +109,7 @@ def test_one_roma_step_and_one_eval_item(real_dir, tmp_path):
     args = RomaConfig(
         output_dir=str(tmp_path / "run"), use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True,
         per_device_train_batch_size=2, num_generations=2, max_completion_length=4, roma_views=2,
-        success_reward="one_reward", correctness_mask=False, max_pixels=128 * 128 * 4,
+        success_reward="one_reward", correctness_mask=False, max_pixels=128 * 128, min_pixels=32 * 32,
         generation_kwargs={"suppress_tokens": vision_token_ids(processor)},
     )
 
