@@ -310,7 +310,7 @@ def _rational(value: Fraction) -> _Number:
 
 def _decimal(mantissa: str, exponent: int = 0) -> _Number:
     """A decimal as written: ``mantissa`` is ``[-]digits[.digits]`` (no separators)."""
-    value = Fraction(mantissa) * Fraction(10) ** exponent
+    value = Fraction(mantissa) * Fraction(10) ** exponent if exponent else Fraction(mantissa)
     digits = mantissa.lstrip("+-").replace(".", "").lstrip("0")
     if len(digits) < _ROUNDED_DIGITS:
         return _Number(value)
@@ -318,6 +318,7 @@ def _decimal(mantissa: str, exponent: int = 0) -> _Number:
     return _Number(value, ulp=Fraction(10) ** (exponent - decimals))
 
 
+@lru_cache(maxsize=16_384)
 def _plain_number(text: str) -> tuple[_Number, ...] | None:
     """The value(s) of a plain number, or ``None``: ``"−1,000.5"`` -> ``(-1000.5,)``; a percentage gives
     its fraction and its bare number (``"50%"`` -> ``(1/2, 50)``). Handles ``$…$``/``\\boxed{}``/
@@ -359,6 +360,7 @@ def _tolerance_fraction(tolerance: float) -> Fraction:
 _YEAR_RE = re.compile(r"(?:19|20)\d\d|2100")
 
 
+@lru_cache(maxsize=4096)
 def _is_year(answer: str) -> bool:
     """A gold written as a bare integer from 1900 to 2100 (``2010``; not ``2,010``, ``2010.0``, ``-2010``)
     is read as a year, a label that the relative tolerance never applies to."""
@@ -541,6 +543,7 @@ def _sympy_values(parsed: Sequence[Any]) -> tuple[_Number, ...]:
             try:
                 if not reading.is_number or reading.free_symbols:
                     continue
+                reading = reading.doit()  # "1 - 1" parses as an unevaluated sum; its value is exactly 0
                 if reading.is_Float:
                     values.append(_float_number(reading))  # the decimal as written: 0.6 is 3/5
                 elif reading.is_Rational:
@@ -745,16 +748,48 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
 
 
 def _stray_equation(gold: Sequence[Any], pred: Sequence[Any]) -> bool:
-    """A predicted equation that is not an assignment (``2x + z = 1``) against a gold that is no equation:
-    Math-Verify would compare its right-hand side alone, so any equation ending in ``= 1`` would match
-    ``1``. An assignment (``x = 11`` for ``11``) still counts."""
-    return bool(
-        pred
-        and gold
-        and is_equation(pred[0])
-        and not is_assignment_relation(pred[0])
-        and not is_equation(gold[0])
-    )
+    """A predicted equation in unknowns that is not an assignment (``2x + z = 1``) against a gold that is no
+    equation: Math-Verify would compare its right-hand side alone, so any such equation ending in ``= 1``
+    would match ``1``. An assignment (``x = 11`` for ``11``) and a worked computation (``7 + 5 = 12``
+    for ``12``) still count."""
+    if not pred or not gold or not is_equation(pred[0]) or is_equation(gold[0]):
+        return False
+    return not is_assignment_relation(pred[0]) and bool(getattr(pred[0], "free_symbols", None))
+
+
+_RELATION_KINDS: dict[type, tuple[str, int]] = {
+    sympy.Eq: ("=", 1),
+    sympy.Ne: ("≠", 1),
+    sympy.StrictLessThan: ("<", 1),
+    sympy.LessThan: ("≤", 1),
+    sympy.StrictGreaterThan: ("<", -1),  # a > b is b < a
+    sympy.GreaterThan: ("≤", -1),
+}
+
+
+def _relations_equal(gold: Any, pred: Any) -> bool | None:
+    """Whether two single relations (``=``, ``≠``, ``<``, ``≤``, ``>``, ``≥``) state the same thing, when
+    that is quick to decide, else ``None`` (Math-Verify decides, which can take ~1 s: it solves both).
+
+    Written as ``d > 0`` (or ``d = 0``…) with ``d`` = one side minus the other, two relations of the same
+    kind agree when ``d_gold / d_pred`` cancels to a constant, positive for inequalities
+    (``y = 2x + 1`` ⇔ ``2y = 4x + 2``; ``x < y`` ⇔ ``y > x``); between polynomials anything else differs
+    (``y = 2x + 1`` vs ``y = 3x + 1``; ``x < y`` vs ``x > y``)."""
+    if type(gold) not in _RELATION_KINDS or type(pred) not in _RELATION_KINDS:
+        return None
+    (gold_kind, gold_sign), (pred_kind, pred_sign) = _RELATION_KINDS[type(gold)], _RELATION_KINDS[type(pred)]
+    if gold_kind != pred_kind:
+        return False
+    gold_d, pred_d = gold_sign * (gold.rhs - gold.lhs), pred_sign * (pred.rhs - pred.lhs)
+    try:
+        ratio = sympy.cancel(gold_d / pred_d)
+        if ratio.is_number and ratio.is_finite and ratio != 0:
+            return bool(ratio > 0) if gold_kind in "<≤" else True
+        if gold_d.is_polynomial() and pred_d.is_polynomial():
+            return False
+    except (TypeError, ValueError, ArithmeticError, RecursionError, AttributeError):
+        pass
+    return None
 
 
 def _number_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
@@ -770,7 +805,16 @@ def _number_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
     gold_parsed, pred_parsed = _mv_parse(answer), _mv_parse(prediction)
     if not gold_parsed or not pred_parsed or _stray_equation(gold_parsed, pred_parsed):
         return False
-    return _mv_verify(gold_parsed, pred_parsed)
+    return _math_equal(answer, prediction)
+
+
+@lru_cache(maxsize=16_384)
+def _math_equal(answer: str, prediction: str) -> bool:
+    """Math-Verify's verdict on two parsed answers (a quick path for single relations). Cached: the G
+    completions of a prompt often repeat an answer."""
+    gold_parsed, pred_parsed = _mv_parse(answer), _mv_parse(prediction)
+    quick = _relations_equal(gold_parsed[0], pred_parsed[0])
+    return quick if quick is not None else _mv_verify(gold_parsed, pred_parsed)
 
 
 def _text_correct(prediction: str, answer: str, tolerance: Fraction, choices: Sequence[str] | None) -> bool:
