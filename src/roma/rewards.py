@@ -682,9 +682,15 @@ def _letter_set(text: str, *, joined: bool) -> frozenset[str] | None:
 
 
 def _named_letters(prediction: str, choices: Sequence[str] | None = None) -> frozenset[str] | None:
-    """The option letter(s) a prediction names: one letter (:func:`extract_choice`), else a letter set."""
+    """The option letter(s) a prediction names: a list of two or more valid letters (``"(A) (C)"`` is not
+    option A), else one letter (:func:`extract_choice`). Run-together letters (``"AC"``) count only when
+    the option texts are unknown (with options, ``"UK"`` may be an option's text)."""
+    letters = _letter_set(prediction, joined=not choices)
+    valid = LETTERS[: len(choices)] if choices else LETTERS
+    if letters is not None and len(letters) > 1 and all(letter in valid for letter in letters):
+        return letters
     letter = extract_choice(prediction, choices)
-    return frozenset(letter) if letter is not None else _letter_set(prediction, joined=True)
+    return frozenset(letter) if letter is not None else letters
 
 
 def _unique(letters: Sequence[str]) -> str | None:
@@ -852,7 +858,7 @@ def is_correct(
     if not isinstance(prediction, str) or not prediction.strip() or len(prediction) > MAX_PREDICTION_CHARS:
         return False
     if answer_type == "choice":
-        return extract_choice(prediction, choices) == _choice_letter_of_gold(answer)
+        return _named_letters(prediction, choices) == {_choice_letter_of_gold(answer)}
     elif answer_type == "number":
         return _number_correct(prediction, answer, tol)
     elif answer_type == "text":
