@@ -503,6 +503,7 @@ def test_infer_answer_type_of_prose_and_expressions(answer, expected):
         ("B, D", False),
         ("A, A, C", False),
         ("A or C", False),
+        ("A/C", False),
         ("a, c", False),  # letters are capitals
     ],
 )
@@ -511,10 +512,13 @@ def test_multi_select_letters_are_a_set(prediction, expected):
     assert is_correct(prediction, "C and A", answer_type="text") is expected
 
 
-def test_acronym_gold_is_not_a_letter_set():
+def test_words_of_capitals_are_not_letter_sets():
     assert is_correct("the USA", "USA")
     assert not is_correct("SAU", "USA")
     assert not is_correct("U, S, A", "USA")
+    assert infer_answer_type("N/A") == "text"
+    assert is_correct("n/a", "N/A")
+    assert not is_correct("A/N", "N/A")
 
 
 @pytest.mark.parametrize(

@@ -566,7 +566,7 @@ def _looks_mathematical(gold: str) -> bool:
     if _DELIMITER_RE.search(_clean(gold)):
         return True
     core = _strip_wrappers(gold)
-    return not _is_prose(core) and bool(re.search(r"[\d\\^_=<>+\-*/≤≥≠]", core))
+    return not _is_prose(core) and bool(re.search(r"[\d\\^_=<>+≤≥≠]", core))  # "N/A" is text
 
 
 @lru_cache(maxsize=16_384)
@@ -659,7 +659,7 @@ _LETTER_LIST_PREFIX_RE = re.compile(
 )
 _LETTER_ITEM = r"\(?[A-Z]\)?"
 _LETTER_LIST_RE = {
-    joined: re.compile(rf"{_LETTER_ITEM}(?: ?(?:[,;&+/]|and){'?' if joined else ''} ?{_LETTER_ITEM})*")
+    joined: re.compile(rf"{_LETTER_ITEM}(?: ?(?:[,;&]|and){'?' if joined else ''} ?{_LETTER_ITEM})*")
     for joined in (False, True)
 }
 _MAX_LETTER_LIST_CHARS = 200
