@@ -733,6 +733,16 @@ def test_garbage_completions_score_zero():
     completions = [None, 7, "", [], [{}], [{"role": "assistant"}], r"\boxed{", "\\boxed{" * 10_000, "<think>"]
     assert accuracy_reward(completions, ["5"] * len(completions)) == [0.0] * len(completions)
     assert format_reward(completions) == [0.0] * len(completions)
+    # letter golds read a final "Answer:" statement after a non-option box: garbage there is still wrong
+    for gold in ("B", "A, C", "y = 2x + 1"):
+        tails = [
+            r"\boxed{x^2} Answer: " + "{" * 50,
+            r"\boxed{\Delta} " + "Answer: " * 3000,
+            r"\boxed{x} Answer:",
+        ]
+        assert accuracy_reward(completions + tails, [gold] * (len(completions) + 3)) == [0.0] * (
+            len(completions) + 3
+        )
 
 
 def test_judge_works_off_the_main_thread():

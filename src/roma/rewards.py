@@ -773,6 +773,22 @@ _RELATION_KINDS: dict[type, tuple[str, int]] = {
 }
 
 
+_MAX_CANCEL_NODES = 200  # larger relations go to Math-Verify (cancel expands: (x+y+z)^{60} hangs)
+_MAX_CANCEL_EXPONENT = 12
+
+
+def _cheap_to_cancel(expr: Any) -> bool:
+    """Whether ``sympy.cancel`` on ``expr`` is quick: at most 200 nodes, integer powers up to 12."""
+    for count, node in enumerate(sympy.preorder_traversal(expr)):
+        if count >= _MAX_CANCEL_NODES:
+            return False
+        if isinstance(node, sympy.Pow) and not (
+            node.exp.is_Integer and abs(int(node.exp)) <= _MAX_CANCEL_EXPONENT
+        ):
+            return False
+    return True
+
+
 def _relations_equal(gold: Any, pred: Any) -> bool | None:
     """Whether two single relations (``=``, ``≠``, ``<``, ``≤``, ``>``, ``≥``) state the same thing, when
     that is quick to decide, else ``None`` (Math-Verify decides, which can take ~1 s: it solves both).
@@ -787,6 +803,8 @@ def _relations_equal(gold: Any, pred: Any) -> bool | None:
     if gold_kind != pred_kind:
         return False
     gold_d, pred_d = gold_sign * (gold.rhs - gold.lhs), pred_sign * (pred.rhs - pred.lhs)
+    if not _cheap_to_cancel(gold_d) or not _cheap_to_cancel(pred_d):
+        return None
     try:
         ratio = sympy.cancel(gold_d / pred_d)
         if ratio.is_number and ratio.is_finite and ratio != 0:
