@@ -8,15 +8,22 @@ graders, are written out in ``docs/rewards.md``. In short:
 - **What is graded.** A completion's answer is the content of its last ``\\boxed{…}`` (or ``\\fbox{…}``)
   after the last ``</think>``. Text inside a think block never counts: the box of an unclosed
   ``<think>`` (truncated reasoning) is ignored. No box, or a last box whose braces never close: no answer.
+  For a letter gold whose box names no option (``\\boxed{\\Delta E}``), an ``Answer: D`` after the box
+  is the answer (:func:`graded_answer`).
 - **choice** answers are letters. A prediction names a letter as ``B``, ``(B)``, ``B.``, ``B) 12``,
-  ``option b``, ``The answer is B``, ``<answer>B</answer>`` or as the text of one of the ``choices``.
+  ``option b``, ``The answer is B``, ``<answer>B</answer>`` or as the text of one of the ``choices``;
+  never by a capital inside mathematics. Letter golds without option texts (options in the image) are
+  letter sets: ``A, C`` = ``C and A``; ``C. 12`` names C.
 - **number** answers are numbers or mathematical expressions: numbers (plain, or LaTeX that Math-Verify
-  evaluates: ``½ = 0.5 = \\frac{1}{2}``) are compared by value, equal to 1e-6 or within the relative
-  ``tolerance`` (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy); other mathematical
-  objects (intervals, sets, tuples, matrices, expressions) go through Math-Verify.
-  ``−`` is a minus, ``7,425,000`` has thousands separators, and ``50%`` matches both ``0.5`` and ``50``.
-- **text** answers are compared case-, whitespace- and punctuation-insensitively, and as numbers when
-  both sides are plain numbers.
+  evaluates: ``½ = 0.5 = \\frac{1}{2}``) are compared by value: equal (a decimal of ≥ 6 significant
+  digits also equals the ``1/3``, ``√2`` it rounds), or within the relative ``tolerance``
+  (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy; never for a year). Expressions and
+  equations, bare or in LaTeX, and other mathematical objects (intervals, sets, tuples, matrices) are
+  compared whole by Math-Verify. ``−`` is a minus, ``7,425,000`` has thousands separators, and ``50%``
+  matches both ``0.5`` and ``50``.
+- **text** answers are compared by their words, numbers and operators, case-, whitespace- and
+  punctuation-insensitively (every number must match, ``x<y ≠ x>y``), and as numbers when both sides
+  are plain numbers.
 
 Nothing here raises on model output: a prediction that is ``None``, not a string, empty, longer than
 :data:`MAX_PREDICTION_CHARS`, unbalanced or unparseable is simply wrong (reward 0.0). Invalid *gold* data
