@@ -371,6 +371,8 @@ def test_text_answers_compare_numbers_numerically():
         ("y = 2x + 1", "y = 3x + 1", False),  # bare equations were cut down to their shared number 1
         ("2x + 1", "3x + 1", False),
         ("y = 1 + 2x", "y = 2x + 1", True),
+        ("y=2x+1.", "y = 2x + 1", True),  # a full stop ends the sentence
+        ("f(x) = 2x + 1", "2x + 1", True),
         ("2y = 4x + 2", "y = 2x + 1", True),  # the same equation, scaled
         ("x = (y - 1)/2", "y = 2x + 1", True),  # solved for the other variable
         ("x^2 + 2x + 1", "(x+1)^2", True),

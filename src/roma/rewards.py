@@ -440,7 +440,7 @@ def _as_latex(text: str) -> str:
     text = _clean(text).strip()
     if _DELIMITER_RE.search(text) or _BOX_RE.search(text) or _is_prose(text):
         return text
-    return f"${text}$" if _BARE_MATH_RE.search(text) else text
+    return f"${text.rstrip('. ')}$" if _BARE_MATH_RE.search(text) else text  # "y = 2x + 1." ends a sentence
 
 
 def _log10_bound(expr: Any) -> float:
