@@ -560,6 +560,9 @@ def test_boxed_math_is_never_an_option_letter():
     assert extract_choice(r"\langle H\rangle \ll \Delta E", FIVE) is None  # E is a variable here
     assert extract_choice(r"x + B", FIVE) is None
     assert extract_choice(r"(C) x^2", FIVE) == "C"  # a leading option id still names its letter
+    assert extract_choice("The tallest is **B**, because it is higher", FIVE) == "B"  # emphasis, not maths
+    assert extract_choice("Bar *B* is the tallest", FIVE) == "B"
+    assert extract_choice("3*4 B", FIVE) is None
     assert not is_correct(r"\langle H\rangle \ll \Delta E", "E", choices=FIVE)
     # the explicit final "Answer: X" after a box that names no option decides
     assert graded_answer(MATH_BOX, "D", choices=FIVE) == "D"

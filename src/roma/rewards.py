@@ -660,7 +660,8 @@ _PAREN_LETTER_RE = re.compile(r"\(([A-Za-z])\)")
 _STANDALONE_CAPITAL_RE = re.compile(rf"(?<![A-Za-z0-9\\])([A-Z]){_NOT_A_WORD}{_ARTICLE_GUARD}")
 # after unwrapping: a LaTeX command or an operator makes a prediction mathematics, whose capitals are
 # variables ("\langle H\rangle \ll \Delta E"), not options
-_MATH_CONTENT_RE = re.compile(r"\\[A-Za-z]+|[=<>^_+*/≤≥≠]")
+# (markdown emphasis aside: "**B**", "*B*" are not products)
+_MATH_CONTENT_RE = re.compile(r"\\[A-Za-z]+|[=<>^_+/≤≥≠]|(?<=[\d)])\s*\*\s*(?=[\d(])")
 _LETTER_LIST_PREFIX_RE = re.compile(
     r"(?i:(?:the\s+)?(?:correct\s+|final\s+)?(?:answers?|options?|choices?)(?:\s+(?:is|are))?)\s*[:=]?\s*"
 )
@@ -741,7 +742,8 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
         named = [LETTERS[i] for i, c in enumerate(choices) if tokens and _text_tokens(c) == tokens]
         if len(named) == 1:
             return named[0]
-    for pattern in () if _MATH_CONTENT_RE.search(text) else (_PAREN_LETTER_RE, _STANDALONE_CAPITAL_RE):
+    mathematics = _MATH_CONTENT_RE.search(_EMPHASIS_RE.sub(" ", text)) is not None
+    for pattern in () if mathematics else (_PAREN_LETTER_RE, _STANDALONE_CAPITAL_RE):
         letter = _unique([m[1].upper() for m in pattern.finditer(text) if m[1].upper() in valid])
         if letter:
             return letter
