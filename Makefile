@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(PY) -m roma.envcheck  # refuses only a torchvision that cannot work beside the installed torch
+	$(PY) src/roma/envcheck.py  # refuses only a torchvision that cannot work beside torch
 	touch $(STAMP)
 
 test: venv

@@ -138,10 +138,13 @@ def test_torchvision_check_refuses_only_the_broken_pairs(stack, message):
     assert problem is None if message is None else problem.startswith(message)
 
 
-def test_envcheck_passes_in_this_environment():
-    from roma.envcheck import main
+def test_make_venv_runs_the_check_and_it_passes_here():
+    import subprocess
 
-    assert main() == 0
+    repo = CONFIGS.parent
+    assert "\t$(PY) src/roma/envcheck.py" in (repo / "Makefile").read_text(encoding="utf-8")
+    result = subprocess.run([sys.executable, str(repo / "src" / "roma" / "envcheck.py")], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``python -m roma.envcheck``: refuse a torch / torchvision pair that cannot work together (``make venv``).
+"""``python src/roma/envcheck.py`` (``make venv``): refuse a torch / torchvision pair that cannot work together.
 
 roma itself never imports torchvision (its processor is image-only, :mod:`roma.models.processor`), but
 transformers imports it whenever it is installed. Two combinations break every run:
