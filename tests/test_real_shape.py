@@ -129,3 +129,16 @@ def test_one_roma_step_and_one_eval_item(real_dir, tmp_path):
     summary = evaluate(real_dir, [("synthetic", dataset.select(range(1)))], settings=["clean"], levels=[3],
                        max_new_tokens=3, backend="hf", progress=False, report=False)
     assert summary["counts"]["records"] == 1
+
+
+def test_the_2b_spec_has_qwen3vl_2b_parameter_count(loaded):
+    from roma.models.builder import make_model
+    from roma.models.real_shape import QWEN3VL_2B
+
+    with torch.device("meta"):  # shapes only, no memory
+        model = make_model(QWEN3VL_2B, loaded[1].tokenizer, seed=0, vocab_size=QWEN3VL_VOCAB)
+    total = sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for p in model.model.visual.parameters())
+    # ≈ 2.13 B (tied LM head) as published for Qwen3-VL-2B-Instruct, of which ≈ 0.41 B in the vision tower;
+    # the exact counts pin this spec against changes.
+    assert (total, vision) == (2_127_532_032, 406_957_056)
