@@ -260,8 +260,10 @@ class RomaConfig(GRPOConfig):
         self._check_pixel_bounds()
         super().__post_init__()
         # Set when vllm_max_model_length below comes from the lengths (roma.train.cli leaves it out of config.yaml).
-        self.vllm_max_model_length_derived = self.vllm_max_model_length is None and self.max_pixels is not None
-        if self.vllm_max_model_length is None and self.max_pixels is not None and self.max_completion_length:
+        self.vllm_max_model_length_derived = bool(
+            self.vllm_max_model_length is None and self.max_pixels is not None and self.max_completion_length
+        )
+        if self.vllm_max_model_length_derived:
             self.vllm_max_model_length = derived_max_model_length(
                 max_pixels=self.max_pixels,
                 images_per_prompt=self.images_per_prompt,
