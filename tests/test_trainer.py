@@ -22,6 +22,7 @@ from roma.degrade import SEEN, UNSEEN, derive_seed, sample_views
 from roma.models import load_model_and_processor, vision_token_ids
 from roma.train import RomaConfig, RomaTrainer
 from roma.train import views as views_module
+from roma.train.trainer import capture_first_return
 
 NUM_VIEWS = 3
 
@@ -260,9 +261,9 @@ def reference_loss(trainer, inputs):
     """L_GRPO + λ_kl · invariance_penalty(all K views with autograd) + λ_aux · L_aux(view j), from scratch."""
     args = trainer.args
     model = trainer.model
-    trainer._capture_clean_logps = True
-    grpo_loss = GRPOTrainer._compute_loss(trainer, model, inputs)
-    clean_logps = trainer._clean_logps.detach()
+    with capture_first_return(trainer, "_get_per_token_logps_and_entropies") as clean_pass:
+        grpo_loss = GRPOTrainer._compute_loss(trainer, model, inputs)
+    clean_logps = clean_pass[0][0].detach()
     mask = inputs["completion_mask"].bool()
     success = inputs["roma_success"]
     all_views = torch.stack([full_view_logps(trainer, inputs, k) for k in range(args.roma_views)])  # (K, N, T)
@@ -490,7 +491,7 @@ K = NUM_VIEWS
 
 class PassRecorder(RomaTrainer):
     """Records what decides pass 2's autograd forwards: each micro-batch's success mask and auxiliary
-    views, and the metrics of the selection (the first invariance_penalty call of the micro-batch)."""
+    views (the selection itself is recorded from roma.losses.select_views)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -528,14 +529,13 @@ def test_degraded_forward_passes(
     tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, overrides, vision, text
 ):
     selections = []
-    penalty = losses.invariance_penalty
+    select_views = losses.select_views
 
-    def recording_penalty(*args, **kwargs):
-        result = penalty(*args, **kwargs)
-        selections.append(result[1])
-        return result
+    def recording_selection(*args, **kwargs):
+        selections.append(select_views(*args, **kwargs))
+        return selections[-1]
 
-    monkeypatch.setattr(losses, "invariance_penalty", recording_penalty)
+    monkeypatch.setattr(losses, "select_views", recording_selection)
     args = roma_config(tmp_path, suppress_ids, **overrides)
     trainer = make_trainer(tiny_model_dir, args, synthetic_rows, cls=PassRecorder)
     forwards = VisionForwards(trainer.model)
