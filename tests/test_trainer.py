@@ -155,7 +155,7 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
         ({"mode": "roma_plus"}, r"mode must be one of \['roma', 'grpo', 'naive_aug'\], got 'roma_plus'"),
         ({"worst_case": "max"}, r"worst_case must be one of \['batch', 'sequence', 'token', 'mean'\], got 'max'"),
         ({"kl_estimator": "k4"}, r"kl_estimator must be one of \['k1', 'k2', 'k3'\], got 'k4'"),
-        ({"degradation_level": "4"}, r"degradation_level must be one of \['train', '1', '2', '3'\], got '4'"),
+        ({"degradation_level": "4"}, r"degradation_level must be one of \[1, 2, 3, 'train'\], got '4'"),
         ({"degradation_pool": "unseen"}, r"degradation_level='train' needs degradation_pool='seen'"),
         ({"lambda_kl": -0.1}, r"lambda_kl must be a finite number >= 0, got -0.1"),
         ({"lambda_aux": math.nan}, r"lambda_aux must be a finite number >= 0, got nan"),
@@ -172,6 +172,16 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
 def test_config_rejects_invalid_options(tmp_path, suppress_ids, overrides, message):
     with pytest.raises(ValueError, match=message):
         roma_config(tmp_path, suppress_ids, **overrides)
+
+
+def test_a_level_is_an_int_or_train_and_its_text_form_is_accepted(tmp_path, suppress_ids):
+    for level in (3, "3"):
+        args = roma_config(tmp_path, suppress_ids, degradation_pool="unseen", degradation_level=level, roma_views=2)
+        assert args.degradation_level == 3 and type(args.degradation_level) is int
+    assert roma_config(tmp_path, suppress_ids).degradation_level == "train"
+    for level in (True, 3.0, "03", 0):
+        with pytest.raises(ValueError, match=r"degradation_level must be one of \[1, 2, 3, 'train'\], got "):
+            roma_config(tmp_path, suppress_ids, degradation_level=level)
 
 
 def test_trainer_needs_the_success_reward(tiny_model_dir, tmp_path, suppress_ids, synthetic_rows):

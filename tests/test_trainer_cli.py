@@ -37,6 +37,20 @@ def test_tiny_recipes_parse(recipe, mode, lambdas):
     assert training_args.success_reward == "accuracy_reward"
 
 
+@pytest.mark.parametrize("written", ["3", "'3'"])
+def test_a_recipe_level_parses_to_the_int(tmp_path, written):
+    recipe = (CONFIGS / "tiny-roma.yaml").read_text(encoding="utf-8")
+    original = "degradation_pool: seen\ndegradation_level: train"
+    assert original in recipe
+    recipe = recipe.replace(original, f"degradation_pool: unseen\ndegradation_level: {written}")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe, encoding="utf-8")
+    training_args, _, _ = parse_args(["--config", str(path)])
+    assert training_args.degradation_level == 3 and type(training_args.degradation_level) is int
+    training_args, _, _ = parse_args(["--config", str(path), "--degradation_level", "2"])
+    assert training_args.degradation_level == 2 and type(training_args.degradation_level) is int
+
+
 @pytest.mark.parametrize(("recipe", "model"), [("qwen3vl-8b-roma", "Qwen3-VL-8B"), ("qwen3vl-4b-roma", "Qwen3-VL-4B")])
 def test_gpu_recipes_parse(recipe, model):
     # bf16 needs a GPU at construction unless use_cpu is set; everything else is validated as on the GPU.

@@ -54,7 +54,7 @@ is also the body of :func:`auxiliary_pg_loss`, which the trainer does call.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 
@@ -64,11 +64,11 @@ KLEstimator = Literal["k1", "k2", "k3"]
 KLDirection = Literal["forward", "reverse"]
 WorstCase = Literal["batch", "sequence", "token", "mean"]
 
-AGG_MODES: tuple[str, ...] = ("token", "sequence", "fixed")
-REWARD_SCALES: tuple[str, ...] = ("group", "batch", "none")
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
-KL_DIRECTIONS: tuple[str, ...] = ("forward", "reverse")
-WORST_CASES: tuple[str, ...] = ("batch", "sequence", "token", "mean")
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
+REWARD_SCALES: tuple[str, ...] = get_args(RewardScale)
+KL_ESTIMATORS: tuple[str, ...] = get_args(KLEstimator)
+KL_DIRECTIONS: tuple[str, ...] = get_args(KLDirection)
+WORST_CASES: tuple[str, ...] = get_args(WorstCase)
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: dict[str, int | None]) -> None:
