@@ -108,6 +108,23 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, Data
     return training_args, model_args, data_args
 
 
+def parse_recipe(recipe: dict[str, Any]) -> tuple[RomaConfig, Any, DataArguments]:
+    """A recipe as a mapping (the keys of a YAML recipe) → ``(RomaConfig, ModelConfig, DataArguments)``,
+    parsed exactly as ``roma train --config`` parses the YAML file; ``ValueError`` for an unknown key or a
+    bad value (argparse's own errors included)."""
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        try:
+            return parse_args(["--config", str(path)])
+        except SystemExit as error:  # argparse rejected a value (its message went to stderr)
+            raise ValueError(f"the recipe has a value argparse rejects (see the message above): {recipe}") from error
+
+
 def _load_train_dataset(data_args: DataArguments) -> Any:
     """The training set in roma's schema (``roma.data.schema``) of validated ``data_args``."""
     if data_args.dataset_name == "synthetic":
