@@ -18,9 +18,10 @@ moderate accuracy. This command makes one::
    family) and writes ``config.yaml`` (resolved), ``run_info.json`` (package versions, git commit) and
    ``metrics.json`` (validation curve, losses, test accuracy, timings) to ``output_dir``.
 
-:func:`greedy_accuracy` is a deliberately minimal batched greedy evaluator (left padding, vision tokens
-suppressed, answers scored by :mod:`roma.rewards`), enough for the stopping rule and the warm-up
-report; the evaluation package has the full clean / seen / unseen protocol.
+:func:`greedy_accuracy` measures accuracy with the evaluation package's generator and judge
+(:mod:`roma.eval.generation`, :mod:`roma.eval.judge`) and :func:`degraded_accuracy` with its degraded
+views (:func:`roma.eval.protocol.make_view`), so the warm-up's numbers are ``roma eval``'s; the evaluation
+package's :func:`roma.eval.evaluate` runs the full clean / seen / unseen protocol.
 """
 
 from __future__ import annotations
@@ -150,59 +151,37 @@ class GreedyEval(NamedTuple):
 
 
 @torch.no_grad()
-def greedy_completions(
-    model: Any, processor: Any, prompts: Sequence[list[dict]], images: Sequence[Any], *, batch_size: int,
-    max_new_tokens: int,
-) -> list[str]:
-    """Greedy completions of conversational ``prompts`` (one image each), batched with left padding."""
-    from roma.models import vision_token_ids
-
-    if len(prompts) != len(images):
-        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; one image per prompt")
-    tokenizer = processor.tokenizer
-    was_training = model.training
-    model.eval()
-    completions: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        texts = [
-            processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-            for p in prompts[start : start + batch_size]
-        ]
-        inputs = processor(
-            text=texts, images=list(images[start : start + batch_size]), padding=True, padding_side="left",
-            return_tensors="pt",
-        )
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=vision_token_ids(processor),
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        completion_ids = output[:, inputs["input_ids"].shape[1] :]  # (B, T) left padding: prompts end together
-        completions += tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    model.train(was_training)
-    return completions
-
-
 def greedy_accuracy(
     model: Any, processor: Any, dataset: Any, *, batch_size: int = 50, max_new_tokens: int = 32,
     images: Sequence[Any] | None = None,
 ) -> GreedyEval:
-    """Greedy accuracy of ``model`` on a dataset in roma's schema.
+    """Greedy accuracy of ``model`` on a dataset in roma's schema, through the evaluation package's
+    generator (:class:`roma.eval.generation.HFGenerator`: left padding, vision tokens suppressed) and
+    judge (:class:`roma.eval.judge.RuleJudge`: ``roma.rewards.extract_answer`` scored by
+    ``roma.rewards.is_correct`` with the row's ``answer_type``, ``choices`` and ``tolerance``).
 
-    ``images`` replaces the dataset's images (e.g. degraded views, same order); the answer of each
-    completion is ``roma.rewards.extract_answer`` scored by ``roma.rewards.is_correct`` with the row's
-    ``answer_type``, ``choices`` and ``tolerance``.
+    ``images`` replaces the dataset's images (e.g. degraded views, same order); prompts go to the model
+    ``batch_size`` at a time, in dataset order, with the model in eval mode (its mode is restored after).
     """
-    from roma.rewards import extract_answer, is_correct
+    from roma.eval.generation import HFGenerator
+    from roma.eval.judge import RuleJudge
 
     images = list(dataset["image"]) if images is None else list(images)
-    completions = greedy_completions(
-        model, processor, dataset["prompt"], images, batch_size=batch_size, max_new_tokens=max_new_tokens
-    )
-    correct = [
-        bool(is_correct(extract_answer(text), row["answer"], answer_type=row["answer_type"],
-                        choices=row["choices"], tolerance=row["tolerance"]))
-        for text, row in zip(completions, dataset.select_columns(["answer", "answer_type", "choices", "tolerance"]))
-    ]
+    prompts = dataset["prompt"]
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; one image per prompt")
+    generator = HFGenerator(model, processor, max_new_tokens=max_new_tokens)
+    was_training = model.training
+    model.eval()
+    try:
+        completions: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            completions += generator(prompts[start : start + batch_size], images[start : start + batch_size])
+    finally:
+        model.train(was_training)
+    judge = RuleJudge()
+    rows = dataset.select_columns(["answer", "answer_type", "choices", "tolerance"])
+    correct = [judge(text, row).correct for text, row in zip(completions, rows)]
     return GreedyEval(sum(correct) / max(len(correct), 1), correct, completions)
 
 

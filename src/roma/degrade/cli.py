@@ -13,10 +13,10 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from roma.degrade.grid import render_grid
-from roma.degrade.params import SEEN, TYPES, UNSEEN
+from roma.degrade.params import POOLS, TYPES
 from roma.degrade.sample import sample_chart
 
-_ALIASES = {"all": TYPES, "seen": SEEN, "unseen": UNSEEN}
+_ALIASES = {"all": TYPES, **POOLS}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-MAIN_LEVEL = 3
 EVAL_SPLITS: tuple[str, ...] = ("test", "validation")
-SETTINGS: tuple[str, ...] = ("clean", "seen", "unseen")
 BASE = "base"
 REFERENCE = "grpo"
 """The variant that the deltas of the table are taken against."""
@@ -191,7 +189,9 @@ class DemoConfig:
 
     @property
     def main_level(self) -> int:
-        return MAIN_LEVEL if MAIN_LEVEL in self.eval_levels else max(self.eval_levels)
+        from roma.eval.protocol import main_level_of
+
+        return main_level_of(self.eval_levels)
 
 
 QUICK: dict[str, Any] = {

@@ -12,7 +12,8 @@ from typing import Any
 
 from roma.demo.config import REFERENCE, DemoConfig, Outputs
 from roma.demo.stages import StageResult
-from roma.eval.report import markdown_table
+from roma.eval.protocol import pools
+from roma.eval.report import load_summary, markdown_table
 
 TRAIN_CURVE_KEYS: tuple[str, ...] = ("reward", "roma/success_rate", "roma/loss_inv")
 """Per-step logs of the RL trainer that the report plots (when a run logged them)."""
@@ -21,11 +22,9 @@ TRAIN_CURVE_KEYS: tuple[str, ...] = ("reward", "roma/success_rate", "roma/loss_i
 def read_eval(eval_dir: Path, level: int) -> dict[str, Any]:
     """Headline numbers of one evaluation (accuracies as fractions): clean, seen / unseen per level, gaps at
     ``level``, per-type accuracy at ``level``, and the standard errors of clean / seen / unseen at ``level``."""
-    from roma.degrade import SEEN, UNSEEN
-
-    summary = json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_summary(eval_dir)
     avg = summary["average"]
-    pools = {"seen": SEEN, "unseen": UNSEEN}
+    pool = pools()
     lv = avg["levels"].get(str(level), {})
     out: dict[str, Any] = {
         "clean": avg["clean"]["acc"],
@@ -34,7 +33,7 @@ def read_eval(eval_dir: Path, level: int) -> dict[str, Any]:
         "gap_seen": lv["gap_seen"]["value"],
         "gap_unseen": lv["gap_unseen"]["value"],
         "se": {"clean": avg["clean"]["se"], "seen": lv["seen"]["se"], "unseen": lv["unseen"]["se"]},
-        "types": {setting: {name: avg["types"][setting][name][str(level)]["acc"] for name in pools[setting]
+        "types": {setting: {name: avg["types"][setting][name][str(level)]["acc"] for name in pool[setting]
                             if str(level) in avg["types"][setting].get(name, {})} for setting in ("seen", "unseen")},
         "examples": sum(b["n_examples"] for b in summary["benchmarks"].values()),
         "eval_seconds": summary.get("seconds"),

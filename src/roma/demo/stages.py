@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roma.demo.config import SETTINGS, DemoConfig
+from roma.demo.config import DemoConfig
+from roma.eval.protocol import SETTINGS
 
 
 def fingerprint(config: dict[str, Any]) -> str:

@@ -29,7 +29,15 @@ from tqdm.auto import tqdm
 from roma.data.benchmarks import decode_image, load_benchmark_with_skips, resolve_benchmark
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
-from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
+from roma.eval.protocol import (
+    MAIN_LEVEL,
+    SETTINGS,
+    Condition,
+    aggregate,
+    conditions,
+    main_level_of,
+    make_view,
+)
 from roma.eval.records import append_records, read_records, record_key
 from roma.provenance import provenance
 
@@ -265,7 +273,7 @@ def evaluate(
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(
         config=config,
-        main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
+        main_level=main_level_of(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
         counts={"records": len(results), "generated": generated, "reused": reused,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from trl import GRPOConfig
 
 from roma import losses
-from roma.degrade import SEEN, UNSEEN
+from roma.degrade import POOLS
 from roma.degrade.params import Level
 
 # Each choice field's choices are its Literal type, written once: HfArgumentParser derives the CLI's
@@ -18,7 +18,6 @@ Mode = Literal["roma", "grpo", "naive_aug"]
 ViewSampling = Literal["step", "example"]
 AuxRatioAnchor = Literal["clean", "view"]
 Pool = Literal["seen", "unseen"]
-POOLS: dict[str, tuple[str, ...]] = {"seen": SEEN, "unseen": UNSEEN}
 # λ defaults per mode when left unset: the paper-style start of method.md §6 for ROMA, 0 otherwise.
 DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": (0.0, 0.0), "naive_aug": (0.0, 0.0)}
 # The roma.losses aggregation matching a TRL loss_type (see roma.losses' module docstring); other
