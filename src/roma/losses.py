@@ -509,15 +509,9 @@ def select_views(
             f"select_views picks one view per sequence, for worst_case 'batch' or 'sequence'; got {worst_case!r} "
             "(use invariance_penalty on all K views)"
         )
-    kl, counted = _successful_token_kl(
-        view_logps.detach(),
-        clean_logps,
-        completion_mask,
-        success,
-        estimator=estimator,
-        direction=direction,
-        max_log_ratio=max_log_ratio,
-    )
+    detached = view_logps.detach()  # (K, N, T)
+    kw = dict(estimator=estimator, direction=direction, max_log_ratio=max_log_ratio)
+    kl, counted = _successful_token_kl(detached, clean_logps, completion_mask, success, **kw)  # (K, S, T), (S, T)
     num_views = kl.shape[0]
     view_kl = aggregate(kl, counted, mode=agg, max_tokens=max_tokens)  # (K,)
     has_tokens = counted.any(-1)  # (S,) a sequence with no counted token selects nothing
