@@ -196,8 +196,8 @@ def test_sample_views_errors():
         sample_views(image, 1, seed=0, pool=("jpeg", "motion_blur"))
     with pytest.raises(ValueError, match=r"pool must not repeat a type"):
         sample_views(image, 1, seed=0, pool=("jpeg", "jpeg"))
-    with pytest.raises(ValueError, match=r"unknown degradation type 'fog'; valid types: gaussian_noise, "):
-        sample_views(image, 1, seed=0, pool=("fog",))
+    with pytest.raises(ValueError, match=r"unknown degradation type 'rain'; valid types: gaussian_noise, "):
+        sample_views(image, 1, seed=0, pool=("rain",))
     with pytest.raises(ValueError, match=r"seed must be a non-negative int .* got -3"):
         sample_views(image, 1, seed=-3)
     with pytest.raises(TypeError, match=r"seed must be a non-negative int .* got '7' \(str\)"):
@@ -505,9 +505,9 @@ def test_cli_errors(tmp_path, capsys):
     assert cli_main([str(tmp_path / "missing.png"), "--out", str(tmp_path / "g.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["--types", "fog"])
+        cli_main(["--types", "rain"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'fog'" in capsys.readouterr().err
+    assert "invalid choice: 'rain'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ pinned pixels (nine types)

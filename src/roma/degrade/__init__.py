@@ -17,22 +17,37 @@ or in one call ``degrade(image, "jpeg", 3, seed=...)``; ``sample_views(image, k,
 (:func:`to_rgb`); outputs are always ``H×W×3 uint8`` RGB of the input's size.
 """
 
-from roma.degrade.api import View, apply, degrade, derive_seed, sample_views
+from roma.degrade.api import OPS, View, apply, degrade, derive_seed, sample_views
 from roma.degrade.image import to_rgb
-from roma.degrade.ops import OPS
 from roma.degrade.params import (
+    ALL_TYPES,
+    CAPTURE,
+    DOCUMENT,
+    FAMILY_LEVELS,
+    GEOMETRIC,
+    IMAGENET_C,
     LEVEL_VALUES,
     LEVELS,
+    POOLS,
     SEEN,
     TRAIN_RANGES,
     TYPES,
     UNSEEN,
     check_params,
+    check_pool,
     describe,
     sample_params,
 )
 
 __all__ = [
+    "ALL_TYPES",
+    "CAPTURE",
+    "DOCUMENT",
+    "FAMILY_LEVELS",
+    "GEOMETRIC",
+    "IMAGENET_C",
+    "POOLS",
+    "check_pool",
     "LEVELS",
     "LEVEL_VALUES",
     "OPS",
