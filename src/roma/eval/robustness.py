@@ -6,8 +6,8 @@ depends on the type and level only), so each is counted once, the first record r
 fractions in [0, 1]; errors are ``1 − accuracy``.
 
 - **Relative robustness** (:func:`relative_robustness`): degraded accuracy / clean accuracy, per
-  corruption and its mean over corruptions (Schiappa et al., "Robustness analysis of video-language
-  models", and MMCBench use this ratio; 1 means no loss).
+  corruption and its mean over corruptions (``1 − (A_clean − A_degraded) / A_clean`` of Schiappa et
+  al. 2022, "Robustness Analysis of Video-Language Models Due to Distribution Shift"; 1 means no loss).
 - **Corruption error** (:func:`corruption_errors`), ImageNet-C (Hendrycks & Dietterich, ICLR 2019,
   §3): per type ``c``, ``CE_c = Σ_s E_{s,c} / Σ_s E^ref_{s,c}`` over the levels ``s`` both runs have,
   ``mCE`` the mean over types; relative ``CE_c = Σ_s (E_{s,c} − E_clean) / Σ_s (E^ref_{s,c} − E^ref_clean)``
@@ -36,19 +36,21 @@ from typing import Any
 import numpy as np
 
 Corruption = tuple[str, int]  # (type, level)
-Outcomes = dict[str, dict[str, Any]]  # benchmark -> {"clean": {id: 0/1}, "degraded": {(type, level): {id: 0/1}}}
+Outcomes = dict[str, dict[str, Any]]  # benchmark -> {"clean", "degraded", "settings"}
 
 
 def outcomes(records: Iterable[dict[str, Any]]) -> Outcomes:
-    """Per benchmark: ``clean`` ``{id: 0/1}`` and ``degraded`` ``{(type, level): {id: 0/1}}`` (first record wins)."""
+    """Per benchmark: ``clean`` ``{id: 0/1}``, ``degraded`` ``{(type, level): {id: 0/1}}`` (first record
+    wins) and ``settings`` ``{setting: {types run under it}}``."""
     out: Outcomes = {}
     for r in records:
-        entry = out.setdefault(r["benchmark"], {"clean": {}, "degraded": defaultdict(dict)})
+        entry = out.setdefault(r["benchmark"], {"clean": {}, "degraded": defaultdict(dict), "settings": {}})
         value = 1 if r["correct"] else 0
         if r["setting"] == "clean":
             entry["clean"].setdefault(str(r["id"]), value)
         else:
             entry["degraded"][(str(r["type"]), int(r["level"]))].setdefault(str(r["id"]), value)
+            entry["settings"].setdefault(str(r["setting"]), set()).add(str(r["type"]))
     return out
 
 
@@ -183,14 +185,21 @@ def _average(values: Sequence[dict[Corruption, float]]) -> dict[Corruption, floa
     return {k: _mean(v[k] for v in values if k in v) for k in keys}
 
 
-def family_accuracy(degraded: dict[Corruption, float]) -> dict[str, dict[str, float]]:
-    """Per pool of :data:`roma.degrade.POOLS` (but ``all``): ``{level: mean accuracy over its types present}``."""
+def family_accuracy(degraded: dict[Corruption, float], settings: dict[str, set[str]]) -> dict[str, dict[str, float]]:
+    """Per pool run (a setting): ``{level: mean accuracy over its types}``; the ``all`` pool is shown as
+    its families (``imagenet-c``, ``geometric``, ``capture``, ``document``: the types of each that ran)."""
     from roma.degrade import POOLS
 
+    groups: dict[str, set[str]] = {}
+    for setting, names in settings.items():
+        if setting == "all":
+            for family in ("imagenet-c", "geometric", "capture", "document"):
+                if names & set(POOLS[family]):
+                    groups.setdefault(family, set()).update(names & set(POOLS[family]))
+        else:
+            groups.setdefault(setting, set()).update(names)
     out: dict[str, dict[str, float]] = {}
-    for pool, names in POOLS.items():
-        if pool == "all":
-            continue
+    for pool, names in groups.items():
         per_level: dict[int, list[float]] = defaultdict(list)
         for (name, level), acc in degraded.items():
             if name in names:
@@ -208,7 +217,7 @@ def robustness_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     ``flip_totals`` (summed over corruptions). ``average`` holds the macro average over benchmarks
     of the clean and per-corruption accuracies and the metrics computed from those.
     """
-    per_benchmark, cleans, tables = {}, [], []
+    per_benchmark, cleans, tables, settings = {}, [], [], {}
     for name, entry in sorted(outcomes(records).items()):
         clean, degraded = accuracies(entry)
         flips = answer_flips(entry)
@@ -216,8 +225,10 @@ def robustness_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         per_benchmark[name] = {
             "clean": clean, "accuracy": {f"{t}@{lv}": acc for (t, lv), acc in degraded.items()},
             "relative_robustness": relative_robustness(clean, degraded), "worst_type": worst_type(degraded),
-            "families": family_accuracy(degraded), "flips": flips, "flip_totals": totals,
+            "families": family_accuracy(degraded, entry["settings"]), "flips": flips, "flip_totals": totals,
         }  # fmt: skip
+        for setting, names in entry["settings"].items():
+            settings.setdefault(setting, set()).update(names)
         if not math.isnan(clean):
             cleans.append(clean)
         tables.append(degraded)
@@ -225,7 +236,7 @@ def robustness_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     average = {
         "clean": clean, "accuracy": {f"{t}@{lv}": acc for (t, lv), acc in degraded.items()},
         "relative_robustness": relative_robustness(clean, degraded), "worst_type": worst_type(degraded),
-        "families": family_accuracy(degraded),
+        "families": family_accuracy(degraded, settings),
     }  # fmt: skip
     return {"benchmarks": per_benchmark, "average": average}
 
