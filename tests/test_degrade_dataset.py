@@ -28,12 +28,12 @@ def test_save_to_disk_copy_keeps_rows_and_replays(tmp_path):
     import datasets
 
     src = FIXTURES / "mathvista" / "mathvista_saved"
-    result = degrade_dataset(src, tmp_path, types=["rotate", "contrast"], levels=[1], seed=4, limit=2)
-    assert result == {"format": "hf", "copies": {"rotate-L1": 4, "contrast-L1": 4}, "images": 8, "skipped": 0}
+    result = degrade_dataset(src, tmp_path, types=["rotate"], levels=[1], seed=4, limit=2)
+    assert result == {"format": "hf", "copies": {"rotate-L1": 4}, "images": 4, "skipped": 0}
     original = datasets.load_from_disk(str(src))
     copy = datasets.load_from_disk(str(tmp_path / "rotate-L1"))
     assert list(copy) == list(original) and copy["testmini"].features == original["testmini"].features
-    manifest = [e for e in read_manifest(tmp_path) if e["copy"] == "rotate-L1"]
+    manifest = list(read_manifest(tmp_path))
     assert len(manifest) == 4 and {e["location"] for e in manifest} == {"testmini", "test"}
     for entry in manifest:
         before = original[entry["location"]].cast_column("decoded_image", datasets.Image(decode=False))[entry["row"]]

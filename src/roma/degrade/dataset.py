@@ -137,7 +137,7 @@ def _copy_hf(src: Path, dest: Path, copier: _Copier, limit: int | None) -> int:
         raw = dataset.cast(datasets.Features({c: datasets.Image(decode=False) if c in columns else f
                                               for c, f in dataset.features.items()}))  # fmt: skip
 
-        def change(example: dict[str, Any], index: int, split: str = split) -> dict[str, Any]:
+        def change(example: dict[str, Any], index: int, split: str = split, columns: list[str] = columns) -> dict[str, Any]:
             for column in columns:
                 cell = example[column]
                 png = copier(_cell_bytes(cell), split or "train", index, column)
