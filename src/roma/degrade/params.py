@@ -103,7 +103,7 @@ FAMILY_LEVELS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] 
     "saturate": ({"factor": 2.0, "offset": 0.0}, {"factor": 5.0, "offset": 0.1}, {"factor": 20.0, "offset": 1.0}),  # sev 3/4/5
     "spatter": ({"sigma_at_448": 4.0, "threshold": 0.69, "opacity": 0.6, "mud": 0},
                 {"sigma_at_448": 3.0, "threshold": 0.67, "opacity": 0.8, "mud": 0},
-                {"sigma_at_448": 2.0, "threshold": 0.7, "opacity": 0.9, "mud": 1}),  # water 1/3, mud 5
+                {"sigma_at_448": 5.0, "threshold": 0.85, "opacity": 0.9, "mud": 1}),  # water 1/3, mud 5
     "rotate": ({"angle": 5.0}, {"angle": 15.0}, {"angle": 30.0}),  # ± (random sign)
     "perspective": ({"distortion": 0.05}, {"distortion": 0.10}, {"distortion": 0.20}),  # corner offsets U[0, d]
     "resample": ({"factor": 0.5}, {"factor": 0.33}, {"factor": 0.2}),
