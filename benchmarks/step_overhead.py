@@ -35,7 +35,7 @@ from torch.profiler._memory_profiler import MemoryProfileTimeline
 
 from roma.data.synthetic import generate, tokenizer_corpus
 from roma.models import build_tiny_qwen3vl, load_model_and_processor, vision_token_ids
-from roma.trainer import RomaConfig, RomaTrainer
+from roma.train import RomaConfig, RomaTrainer
 
 WORST_CASES = ("batch", "sequence", "token", "mean")
 VIEW_COUNTS = (1, 2, 3, 4)

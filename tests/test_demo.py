@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roma import demo
-from roma.demo import (
-    DemoConfig,
-    StageCache,
-    aggregate_runs,
-    build_config,
-    count_stages,
-    criterion,
-    mean_std,
-    parse_variant,
-    trainer_log_history,
-    variant_recipe,
-)
+from roma.demo import run as demo
+from roma.demo.config import VARIANTS, DemoConfig, build_config, parse_variant, variant_recipe
+from roma.demo.report import aggregate_runs, criterion, main_table, mean_std, trainer_log_history
+from roma.demo.run import count_stages
+from roma.demo.stages import StageCache, train_recipe
 
 # ----------------------------------------------------------------------------------------- variants
 
@@ -76,7 +68,7 @@ def test_variant_recipes_share_the_common_block():
 
 def test_train_recipe_sets_paths_and_seeds_and_saves_no_checkpoint(tmp_path):
     config = DemoConfig()
-    recipe = demo.train_recipe(config, parse_variant("roma"), 2, base_model=tmp_path / "sft" / "model",
+    recipe = train_recipe(config, parse_variant("roma"), 2, base_model=tmp_path / "sft" / "model",
                                out_dir=tmp_path / "train")
     assert recipe["model_name_or_path"] == str(tmp_path / "sft" / "model")
     assert (recipe["seed"], recipe["view_seed"]) == (2, 2)
@@ -136,7 +128,7 @@ def test_main_reports_a_bad_configuration(capsys):
 def test_count_stages():
     # model + sft + eval/base + (train + eval) × 3 trained variants × 1 seed + report
     assert count_stages(DemoConfig()) == 2 + 1 + 2 * 3 + 1
-    every = list(demo.VARIANTS)
+    every = list(VARIANTS)
     assert count_stages(DemoConfig(variants=every, seeds=3)) == 2 + 1 + 2 * 7 * 3 + 1
 
 
@@ -265,14 +257,14 @@ def test_aggregate_runs_pairs_deltas_by_seed():
 
 def test_main_table_marks_single_runs():
     table = aggregate_runs({"grpo": {0: _run(0.5, 0.4, 0.3)}, "roma": {0: _run(0.6, 0.45, 0.3)}}, 3)
-    lines = demo.main_table(table, 3)
+    lines = main_table(table, 3)
     assert lines[0].startswith("| Model | runs | Clean | Seen L3 | Unseen L3 | Clean−Seen | Clean−Unseen | Δ Clean vs GRPO")
     # one run: ± is the evaluation's standard error, marked with *
     assert lines[3] == "| roma | 1 | 60.0 ± 1.0* | 45.0 ± 2.0* | 30.0 ± 3.0* | 15.0 | 30.0 | +10.0 | +5.0 | +0.0 |"
 
 
 def test_moving_average():
-    from roma.demo_plots import moving_average
+    from roma.demo.plots import moving_average
 
     # window 2: [1], [1, 2], [2, 3], [3, 4] → 1, 1.5, 2.5, 3.5
     assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]

@@ -20,7 +20,8 @@ from roma.data.schema import make_prompt
 from roma.data.synthetic import generate
 from roma.degrade import SEEN, UNSEEN, derive_seed, sample_views
 from roma.models import load_model_and_processor, vision_token_ids
-from roma.trainer import RomaConfig, RomaTrainer
+from roma.train import RomaConfig, RomaTrainer
+from roma.train import views as views_module
 
 NUM_VIEWS = 3
 
@@ -330,7 +331,7 @@ def test_shared_view_encoding_encodes_each_image_once_and_changes_nothing_else(r
     tower encodes half as many images; loss and gradients are those of one encoding per sequence."""
     trainer, inputs = roma_batch
     inputs = {**inputs, "roma_success": torch.ones_like(inputs["roma_success"])}
-    ids = [id(views) for views in inputs["roma_view_pixel_values"]]
+    ids = inputs["roma_view_group"].tolist()  # one group per prompt
     prompts, rows = len(set(ids)), len(ids)
     assert rows == 2 * prompts
     forwards = VisionForwards(trainer.model)
@@ -388,7 +389,7 @@ def test_a_view_that_changes_the_image_size_is_an_error(roma_batch, monkeypatch)
     def resized_views(image, example_id, step, types):
         return [("downscale", {"factor": 0.5}, np.zeros((96, 96, 3), np.uint8))] * NUM_VIEWS
 
-    monkeypatch.setattr(trainer, "_degraded_views", resized_views)
+    monkeypatch.setattr(views_module, "degraded_views", lambda args, *rest: resized_views(*rest))
     with pytest.raises(RuntimeError, match=r"have image_grid_thw \[\[1, 6, 6\].*the clean image \[1, 8, 8\]"):
         trainer._make_views([trainer.train_dataset[0]], inputs["image_grid_thw"][:1])
 
@@ -734,12 +735,12 @@ def test_resumed_run_logs_the_same_losses(tiny_model_dir, tmp_path, suppress_ids
 
 
 def test_pair_logps_places_recorded_pairs_with_their_gradient():
-    from roma.trainer import _PairLogps
+    from roma.train.pass2 import PairLogps
 
     filler = torch.full((3, 2), -1.0)  # (N, T)
     first = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)  # pairs (0, 0), (1, 2)
     second = torch.tensor([[5.0, 6.0]], requires_grad=True)  # pair (1, 2) again: replaces the first entry
-    pairs = _PairLogps().add([(0, 0), (1, 2)], first).add([(1, 2)], second)
+    pairs = PairLogps().add([(0, 0), (1, 2)], first).add([(1, 2)], second)
     assert (0, 0) in pairs and (1, 2) in pairs and (1, 0) not in pairs
     out = pairs.place([(0, (0, 0)), (1, (1, 2)), (0, (1, 2))], 2, filler)  # (2, N, T)
     expected = torch.tensor([
@@ -753,4 +754,4 @@ def test_pair_logps_places_recorded_pairs_with_their_gradient():
     torch.testing.assert_close(second.grad, torch.tensor([[4.0 + 10.0, 5.0 + 11.0]]))
     assert pairs.place([], 2, filler).shape == (2, 3, 2)
     with pytest.raises(ValueError, match="got 1 rows of log-probs for 2 pairs"):
-        _PairLogps().add([(0, 0), (1, 0)], second)
+        PairLogps().add([(0, 0), (1, 0)], second)

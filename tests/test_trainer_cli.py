@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roma.train_cli import main, parse_args
-from roma.trainer import RomaConfig
+from roma.train import RomaConfig
+from roma.train.cli import main, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -123,7 +123,7 @@ def test_accelerate_launch_two_processes(tiny_model_dir, tmp_path):
     output_dir = tmp_path / "run"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "accelerate" / "cpu-2proc.yaml"),
-        "-m", "roma.train_cli", "--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(tiny_model_dir),
+        "-m", "roma.train.cli", "--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(tiny_model_dir),
         "--output_dir", str(output_dir), *SMALL_RUN,
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

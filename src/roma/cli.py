@@ -14,10 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "degrade-dataset": ("roma.degrade.dataset", "Seeded degraded copies of a dataset for any evaluation kit."),
     "build-model": ("roma.models.cli", "Build the tiny offline Qwen3-VL (tokenizer, processor, weights)."),
     "sft": ("roma.sft", "Supervised warm-up of a model on the synthetic suite's worked solutions."),
-    "train": ("roma.train_cli", "GRPO / ROMA / naive-augmentation RL training from a YAML recipe."),
+    "train": ("roma.train.cli", "GRPO / ROMA / naive-augmentation RL training from a YAML recipe."),
     "eval": ("roma.eval.cli", "Clean / seen / unseen evaluation of a model on benchmarks."),
     "report": ("roma.eval.report", "Side-by-side table and plot of several evaluation runs."),
-    "demo": ("roma.demo", "The whole experiment at CPU scale: base vs GRPO vs ROMA."),
+    "demo": ("roma.demo.run", "The whole experiment at CPU scale: base vs GRPO vs ROMA."),
 }
 
 

@@ -3,10 +3,10 @@
 ::
 
     roma train --config configs/tiny-roma.yaml [--key value ...]
-    accelerate launch --config_file configs/accelerate/zero3.yaml -m roma.train_cli --config configs/qwen3vl-8b-roma.yaml
+    accelerate launch --config_file configs/accelerate/zero3.yaml -m roma.train.cli --config configs/qwen3vl-8b-roma.yaml
 
 Every key of the recipe (and every ``--key value`` flag, which wins over the recipe) is a field of
-:class:`roma.trainer.RomaConfig` (TRL's ``GRPOConfig`` + ROMA's options), of TRL's ``ModelConfig``
+:class:`roma.train.RomaConfig` (TRL's ``GRPOConfig`` + ROMA's options), of TRL's ``ModelConfig``
 (``model_name_or_path``, ``dtype``, ``use_peft``, ``lora_r``, …) or of :class:`DataArguments`; an
 unknown key is an error. The run:
 
@@ -16,7 +16,7 @@ unknown key is an error. The run:
    or path of :func:`roma.data.benchmarks.load_benchmark` (MMRL30k for the paper's recipes);
 3. adds the vision special tokens to ``generation_kwargs["suppress_tokens"]`` (transformers generation
    only; TRL's own list, which these replace, holds the image token alone);
-4. trains :class:`roma.trainer.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
+4. trains :class:`roma.train.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
    or ``last`` for the newest ``checkpoint-*`` of ``output_dir``);
 5. writes ``config.yaml`` (the resolved configuration, re-usable as ``--config``), ``run_info.json``
    (package versions, git commit, command) and the final model and processor to ``output_dir``.
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roma.trainer import RomaConfig
+from roma.train.config import RomaConfig
 
 LAST_CHECKPOINT = "last"
 SYNTHETIC_SIZE, SYNTHETIC_SEED, SYNTHETIC_IMAGE_SIZE = 512, 7, 128
@@ -214,7 +214,7 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
 
     from roma.models import build_tiny_qwen3vl, vision_token_ids
     from roma.provenance import run_info
-    from roma.trainer import RomaTrainer
+    from roma.train.trainer import RomaTrainer
 
     state = PartialState()
     check_model_path(model_args, data_args)

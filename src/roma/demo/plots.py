@@ -27,7 +27,7 @@ def plot_accuracy_vs_level(table: dict[str, Any], levels: Sequence[int], path: s
     """Two panels (seen pool, unseen pool): accuracy (%) against level, level 0 being the clean image.
 
     ``table[label]`` holds ``clean`` (``{"mean", "std"}``) and ``levels[setting][str(level)]`` (same form),
-    as built by :func:`roma.demo.aggregate_runs`; error bars are the std over seeds when there is one.
+    as built by :func:`roma.demo.report.aggregate_runs`; error bars are the std over seeds when there is one.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120, sharey=True)
     xs = [0, *levels]

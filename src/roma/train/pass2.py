@@ -1,0 +1,179 @@
+"""Pass 2 of a ROMA step (method.md §3–§5): the completions of pass 1 teacher-forced under degraded views.
+
+A *pair* ``(k, i)`` is sequence ``i`` of the micro-batch with its image replaced by its view ``k``.
+:func:`view_logps_fn` builds the forward ``f(pairs) -> (M, T)`` log-probs; :class:`PairLogps` collects
+the log-probs of the pairs run by one or more calls and places them into ``(K, N, T)`` tensors.
+
+Pass 2 never samples a token from a degraded image and never builds a full-vocabulary log-softmax:
+log-probs come from TRL's fused LM head, which gathers the sampled tokens only.
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+
+Pair = tuple[int, int]  # (view k, sequence i)
+
+
+class PairLogps:
+    """Teacher-forced log-probs of ``(view k, row i)`` pairs, gathered from one or more pass-2 calls.
+
+    ``add(pairs, values)`` records the (M, T) ``values`` of M pairs (a later entry for a pair replaces an
+    earlier one); ``place`` scatters recorded pairs into a ``(num, N, T)`` tensor, autograd included.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[torch.Tensor] = []  # (M_p, T) each
+        self._row: dict[Pair, int] = {}  # pair -> row of torch.cat(_parts)
+        self._size = 0
+
+    def add(self, pairs: list[Pair], values: torch.Tensor) -> "PairLogps":
+        if values.shape[0] != len(pairs):
+            raise ValueError(f"got {values.shape[0]} rows of log-probs for {len(pairs)} pairs")
+        self._parts.append(values)
+        self._row.update({pair: self._size + position for position, pair in enumerate(pairs)})
+        self._size += len(pairs)
+        return self
+
+    def __contains__(self, pair: Pair) -> bool:
+        return pair in self._row
+
+    def place(self, entries: list[tuple[int, Pair]], num: int, filler: torch.Tensor) -> torch.Tensor:
+        """``(num, N, T)``: ``filler`` (N, T), detached, in every slot, and at ``[slot, i]`` the recorded
+        log-probs of ``pair = (k, i)`` for each ``(slot, pair)`` of ``entries``."""
+        out = filler.detach().unsqueeze(0).repeat(num, 1, 1)
+        if not entries:
+            return out
+        device = filler.device
+        slots = torch.tensor([slot for slot, _ in entries], device=device)
+        rows = torch.tensor([pair[1] for _, pair in entries], device=device)
+        positions = torch.tensor([self._row[pair] for _, pair in entries], device=device)
+        return out.index_put((slots, rows), torch.cat(self._parts)[positions])
+
+
+def view_logps_fn(
+    inputs: dict[str, Any],
+    *,
+    model: Any,
+    per_token_logps: Callable[..., torch.Tensor],
+    prepare_input: Callable[[torch.Tensor], torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+    share_encoding: bool,
+    view_batch_size: int | None,
+) -> Callable[[list[Pair]], torch.Tensor]:
+    """``f(pairs) -> (M, T)``: for each of the M ``(view k, row i)`` pairs, ℓ of sample i's completion with
+    its image replaced by its view k, teacher-forced up to the longest completion among the pairs (0
+    beyond it). One call runs forwards of ``view_batch_size`` pairs (default: as many as the call has
+    distinct rows, i.e. one view's worth); with ``share_encoding`` the call first encodes each distinct
+    view image — view k of a ``roma_view_group`` — once. Autograd follows the caller's grad mode; no pair,
+    no forward.
+
+    ``per_token_logps(input_ids, attention_mask, logits_to_keep, **kw) -> (M, T')`` is the log-probs of
+    TRL's ``_get_per_token_logps_and_entropies`` on the unwrapped ``model`` (no DDP forward, no collective
+    per view, as TRL's own extra passes); ``prepare_input`` moves a tensor to the model's device;
+    ``autocast`` is the accelerator's autocast context.
+    """
+    prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (N, P)
+    completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
+    views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
+    groups = inputs["roma_view_group"].tolist()  # (N,) samples of one group show the same views
+    image_grid_thw = inputs["image_grid_thw"]  # (N, 3): one image per sample
+    per_token = {key: inputs[key] for key in ("token_type_ids", "mm_token_type_ids") if key in inputs}
+
+    def view_logps(pairs: list[Pair]) -> torch.Tensor:
+        if not pairs:
+            return completion_mask.new_zeros((0, completion_mask.shape[1]), dtype=torch.float32)
+        rows = torch.tensor([i for _, i in pairs], device=prompt_ids.device)  # (M,)
+        length = int(completion_mask[rows].sum(-1).max().clamp(min=1))  # T' ≤ T, the longest
+        input_ids = torch.cat([prompt_ids[rows], completion_ids[rows, :length]], dim=1)  # (M, P + T')
+        attention_mask = torch.cat([prompt_mask[rows], completion_mask[rows, :length]], dim=1)
+        extra = {key: value[rows, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
+        batch_size = view_batch_size or len({i for _, i in pairs})
+        if share_encoding:
+            images = [(k, groups[i]) for k, i in pairs]  # (M,) the distinct image each pair shows
+            pixels = [views[i][k] for k, i in pairs]  # (M,) its (rows, D) pixel rows
+            logps = shared_encoding_logps(
+                model, autocast, prepare_input, images, pixels, image_grid_thw[rows], input_ids, attention_mask,
+                length, batch_size, extra,
+            )
+        else:
+            logps = per_token_logps(
+                input_ids,
+                attention_mask,
+                length,
+                batch_size=batch_size,
+                pixel_values=prepare_input(torch.cat([views[i][k] for k, i in pairs])),
+                image_grid_thw=image_grid_thw[rows],
+                num_images=[1] * len(pairs),
+                **extra,
+            )  # (M, T')
+        return torch.nn.functional.pad(logps, (0, completion_mask.shape[1] - length))  # (M, T)
+
+    return view_logps
+
+
+def shared_encoding_logps(
+    model: Any,
+    autocast: Callable[[], AbstractContextManager],
+    prepare_input: Callable[[torch.Tensor], torch.Tensor],
+    images: list[tuple[int, int]],
+    pixels: list[torch.Tensor],
+    image_grid_thw: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    length: int,
+    batch_size: int,
+    extra: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """(M, T') completion log-probs of M pairs (rows of ``input_ids`` (M, P + T'), grids ``image_grid_thw``
+    (M, 3)): the vision tower runs once over the distinct images — ``images[m]`` names pair m's image as
+    ``(view k, view group)``, ``pixels[m]`` holds its (rows, D) pixel rows — and each forward of
+    ``batch_size`` pairs reads their encodings from ``mm_encoder_outputs``, through TRL's fused LM head."""
+    image_index: dict[tuple[int, int], int] = {}  # (view k, view group) -> distinct image
+    distinct: list[torch.Tensor] = []
+    distinct_grids: list[torch.Tensor] = []
+    image_of: list[int] = []  # (M,) the distinct image of each pair
+    for position, key in enumerate(images):
+        if key not in image_index:
+            image_index[key] = len(distinct)
+            distinct.append(pixels[position])
+            distinct_grids.append(image_grid_thw[position])
+        image_of.append(image_index[key])
+    with autocast():
+        encoded = model.get_image_features(prepare_input(torch.cat(distinct)), torch.stack(distinct_grids), return_dict=True)
+    if not isinstance(encoded.pooler_output, (tuple, list)) or len(encoded.pooler_output) != len(distinct):
+        raise RuntimeError(
+            f"{type(model).__name__}.get_image_features returned no per-image pooler_output for "
+            f"{len(distinct)} images, so the views' encodings cannot be shared; set share_view_encoding=False"
+        )
+    all_logps = []
+    for start in range(0, len(images), batch_size):
+        end = min(start + batch_size, len(images))
+        labels = input_ids[start:end].masked_fill(attention_mask[start:end] == 0, -100)
+        labels[:, :-length] = -100  # only the completion tokens are scored
+        chunk = {key: value[start:end] for key, value in extra.items()}
+        with autocast():
+            outputs = model(
+                input_ids=input_ids[start:end],
+                attention_mask=attention_mask[start:end],
+                image_grid_thw=image_grid_thw[start:end],
+                mm_encoder_outputs={"image": _select_images(encoded, image_of[start:end])},
+                labels=labels,
+                fused_lm_head=True,
+                **chunk,
+            )
+        all_logps.append(outputs.log_probs[:, -length:])
+    return torch.cat(all_logps)  # (M, T')
+
+
+def _select_images(encoded: Any, index: list[int]) -> Any:
+    """A vision encoder output (``get_image_features(..., return_dict=True)``) for the images ``index``, in
+    that order, as ``mm_encoder_outputs["image"]`` takes it: the per-image ``pooler_output`` and, for
+    Qwen3-VL, the per-layer ``deepstack_features`` re-indexed; the fields over all patches left out."""
+    fields = {"pooler_output": tuple(encoded.pooler_output[d] for d in index)}
+    deepstack = getattr(encoded, "deepstack_features", None)
+    if deepstack is not None:
+        fields["deepstack_features"] = [tuple(layer[d] for d in index) for layer in deepstack]
+    return type(encoded)(**fields)

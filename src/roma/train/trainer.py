@@ -1,0 +1,346 @@
+""":class:`RomaTrainer`: ROMA on TRL's GRPOTrainer (method.md §2–§8); only the TRL hooks live here.
+
+Views are built by :mod:`roma.train.views`, pass 2 is planned and run by :mod:`roma.train.pass2`, and
+every formula of ROMA lives in :mod:`roma.losses`. One optimisation step of ``mode="roma"``:
+
+1. **Pass 1 — rollout on clean images** (TRL, unchanged): generate ``G`` completions per prompt on
+   the clean image, score them, compute the group advantages. The accuracy reward of every completion
+   (``success_reward``) is kept as the success mask ``m_i = 1[R_i > correct_threshold]``.
+2. **Views** (:func:`roma.train.views.make_views`): ``K`` degraded views of every prompt image, carried
+   with their sample through TRL's shuffle and split (:data:`roma.train.views.ROMA_KEYS`).
+3. **Loss** (:meth:`RomaTrainer._compute_loss`): TRL's GRPO loss on the clean image (its clean
+   log-probs are kept as the stop-gradient anchor), then pass 2 — the same completions teacher-forced
+   under the views — and ``L = L_GRPO + (λ_kl · L_inv^wc + λ_aux · L_aux) / gradient_accumulation_steps``.
+
+Pass 2 runs only where a term looks — the successful sequences under the correctness masks — and, for
+``worst_case="batch"``, each sequence's auxiliary view runs with autograd and its other views without;
+the worst view is picked on those values, and only its pairs that were not auxiliary ones run again,
+with autograd. The vision tower encodes each distinct view image once per call
+(``share_view_encoding``). ``mode="grpo"`` or ``λ_kl = λ_aux = 0`` is TRL's GRPO step, bit for bit,
+without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning baseline: the rollout
+image itself is replaced by one degraded view; everything else is GRPO.
+"""
+
+import inspect
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from accelerate.utils import is_peft_model
+from trl import GRPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
+
+from roma import losses
+from roma.train import pass2, views
+from roma.train.config import RomaConfig
+
+
+class RomaTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer plus ROMA's pass 2 (or the naive-augmentation baseline), per ``args.mode``.
+
+    Takes GRPOTrainer's arguments; ``args`` must be a :class:`RomaConfig`. Metrics go to TRL's
+    ``self._metrics`` and so to the logs and every ``report_to`` backend:
+
+    - ``roma/success_rate``: share of completions with m_i = 1 (whenever ``success_reward`` is a reward);
+    - ``roma/loss_grpo``, ``roma/loss_inv``, ``roma/loss_aux``: L_GRPO, L_inv^wc, L_aux of a micro-batch,
+      before the division by gradient_accumulation_steps (so ``loss`` ≈ their λ-weighted sum);
+    - ``roma/kl/<type>``: L_inv(k) of each view (per type with ``view_sampling="step"``, per view slot
+      ``view<k>`` otherwise) and ``roma/worst/<type-or-slot>``: share of the penalty's selections (one-hot
+      for ``worst_case="batch"``);
+    - ``roma/aux_clip_ratio/{low,high,region}``: clip fractions of the auxiliary ratio (TRL's
+      ``clip_ratio/*`` are the clean ones);
+    - ``time/rollout``, ``time/views``, ``time/clean_pass``, ``time/pass2``, ``time/backward`` (seconds).
+    """
+
+    _tag_names = ["trl", "grpo", "roma"]
+    _name = "ROMA"
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: RomaConfig | None = None, **kwargs: Any):
+        if not isinstance(args, RomaConfig):
+            raise TypeError(f"RomaTrainer needs args=RomaConfig(...), got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args, **kwargs)
+        if args.mode != "grpo" and not self._is_vlm:
+            raise ValueError(f"mode={args.mode!r} degrades images, so it needs a vision-language processor")
+        if args.success_reward in self.reward_func_names:
+            self._success_index: int | None = self.reward_func_names.index(args.success_reward)
+        elif args.roma_terms_on:
+            raise ValueError(
+                f"success_reward={args.success_reward!r} is not among the reward functions "
+                f"{self.reward_func_names}; ROMA's success mask (method.md §3) needs the accuracy reward"
+            )
+        else:
+            self._success_index = None
+        if args.roma_terms_on and args.share_view_encoding:
+            base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+            if "mm_encoder_outputs" not in inspect.signature(type(base).forward).parameters or not hasattr(
+                base, "get_image_features"
+            ):
+                raise ValueError(
+                    f"share_view_encoding=True passes the views' encodings to the model through mm_encoder_outputs, "
+                    f"which {type(base).__name__}.forward does not take; set share_view_encoding=False"
+                )
+        self._rewards_per_func: torch.Tensor | None = None  # (N_global, F), the last _calculate_rewards
+        self._capture_clean_logps = False
+        self._clean_logps: torch.Tensor | None = None
+        self._step_seconds = {"prepare": 0.0, "loss": 0.0}
+
+    # ------------------------------------------------------------------------------------------
+    # Generation side: success mask, views, naive augmentation
+    # ------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rewards_per_func = rewards_per_func  # (N_global, F), gathered over processes
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        mode = "train" if self.model.training else "eval"
+        start = time.perf_counter()
+        if self.args.mode == "naive_aug" and mode == "train":
+            inputs = self._degrade_rollout_images(inputs)
+        rollout_start = time.perf_counter()
+        output = super()._generate_and_score_completions(inputs)
+        rollout_end = time.perf_counter()
+
+        if self._success_index is not None:
+            success = self._success_mask()  # (N_global,)
+            self._metrics[mode]["roma/success_rate"].append(success.float().mean().item())
+            # Rewards are gathered over processes, advantages sliced per process: slice the same way.
+            local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+            output["roma_success"] = success[local]
+        if self.args.roma_terms_on:
+            if output.get("num_images") is None or any(n != 1 for n in output["num_images"]):
+                raise ValueError(
+                    f"ROMA degrades the prompt image, so every prompt needs exactly one image; got images per "
+                    f"prompt {output.get('num_images')}"
+                )
+            output.update(self._make_views(inputs, output["image_grid_thw"]))
+        self._metrics[mode]["time/rollout"].append(rollout_end - rollout_start)
+        self._metrics[mode]["time/views"].append(rollout_start - start + time.perf_counter() - rollout_end)
+        return output
+
+    def _success_mask(self) -> torch.Tensor:  # (N_global,) bool
+        """m_i = 1[R_i > τ] from the success reward of the last scoring; an unscored (NaN) reward is no success."""
+        rewards = self._rewards_per_func[:, self._success_index]  # (N_global,)
+        return torch.nan_to_num(rewards, nan=-math.inf) > self.args.correct_threshold
+
+    def _make_views(self, inputs: list[dict[str, Any]], image_grid_thw: torch.Tensor) -> dict[str, Any]:
+        """The per-sample ROMA entries of a local generation batch (:func:`roma.train.views.make_views`)."""
+        return views.make_views(
+            self.args, self.state.global_step, inputs, image_grid_thw, self.processing_class.image_processor,
+            self.accelerator.device,
+        )
+
+    def _degrade_rollout_images(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """naive_aug: each example's image replaced by one view (:func:`roma.train.views.degrade_rollout_images`)."""
+        return views.degrade_rollout_images(self.args, self.state.global_step, inputs)
+
+    # ------------------------------------------------------------------------------------------
+    # Loss side: pass 2 and the ROMA terms
+    # ------------------------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+        )
+        if self._capture_clean_logps:  # the first call inside GRPOTrainer._compute_loss is the clean pass
+            self._clean_logps = result[0]
+            self._capture_clean_logps = False
+        return result
+
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        start = time.perf_counter()
+        self._capture_clean_logps = self.args.roma_terms_on
+        try:
+            grpo_loss = super()._compute_loss(model, inputs)
+        finally:
+            self._capture_clean_logps = False
+        clean_end = time.perf_counter()
+        self._metrics[mode]["time/clean_pass"].append(clean_end - start)
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        self._log_mean(mode, "roma/loss_grpo", grpo_loss.detach() * normalizer)
+        if not self.args.roma_terms_on:
+            self._step_seconds["loss"] += clean_end - start
+            return grpo_loss
+
+        clean_logps, self._clean_logps = self._clean_logps.detach(), None  # (N, T) anchor sg(ℓ)
+        roma_loss = self._roma_loss(inputs, clean_logps, mode)
+        loss = grpo_loss + roma_loss / normalizer
+        end = time.perf_counter()
+        self._metrics[mode]["time/pass2"].append(end - clean_end)
+        self._step_seconds["loss"] += end - start
+        return loss
+
+    def _roma_loss(self, inputs: dict[str, Any], clean_logps: torch.Tensor, mode: str) -> torch.Tensor:
+        """λ_kl · L_inv^wc + λ_aux · L_aux of one micro-batch (method.md §3–§6).
+
+        Pass 2 teacher-forces (view k, sequence i) pairs, and only those a term looks at: the successful
+        sequences under ``correctness_mask`` / ``aux_correct_only``. Autograd runs only on the pairs that
+        receive gradient — the auxiliary pair ``(j_i, i)`` of each sequence and the pairs the penalty
+        selects — and each pair runs at most once with autograd and at most once without:
+
+        - ``batch`` / ``sequence`` (K > 1): the auxiliary pairs with autograd, every other pair without;
+          the worst view is picked on the detached values of both; then the selected pairs that are not
+          auxiliary pairs with autograd.
+        - ``token`` / ``mean`` (and K = 1): every pair with autograd; the auxiliary pairs are among them.
+
+        Rows a term does not see hold a detached filler equal to its anchor (Δ = 0, ρ̃ = 1), which
+        roma.losses leaves out anyway. With sharded parameters (ZeRO-3, FSDP) every forward gathers
+        parameters collectively, so every process must run the same forwards: pass 2 then covers every
+        row, and the selected pairs run with autograd whether or not they are auxiliary pairs
+        (:attr:`_uniform_view_passes`), so the number of forwards does not depend on the data.
+        """
+        args = self.args
+        completion_mask = inputs["completion_mask"]  # (N, T)
+        if "tool_mask" in inputs:
+            completion_mask = completion_mask * inputs["tool_mask"]
+        completion_mask = completion_mask.bool()
+        success = inputs["roma_success"]  # (N,) bool
+        every_row = torch.ones_like(success)
+        uniform = self._uniform_view_passes
+        agg = dict(agg=args.roma_agg, max_tokens=args.max_completion_length)
+        run = self._view_logps_fn(inputs)  # [(view k, row i), ...] -> (M, T)
+        num_views = args.roma_views
+        loss = clean_logps.new_zeros(())
+
+        def rows(mask: torch.Tensor) -> list[int]:
+            return (every_row if uniform else mask).nonzero().flatten().tolist()
+
+        penalty_rows = success if args.correctness_mask else every_row  # (N,) the sequences L_inv sees
+        aux_rows = success if args.aux_correct_only else every_row  # (N,) the sequences L_aux sees
+        aux_view = inputs["roma_aux_view"].tolist()  # j per sample
+        aux_pairs = [(aux_view[i], i) for i in rows(aux_rows)] if args.lambda_aux > 0 else []
+        penalty_pass = rows(penalty_rows) if args.lambda_kl > 0 else []
+        select_first = num_views > 1 and args.worst_case in ("batch", "sequence") and bool(penalty_pass)
+
+        penalty = dict(estimator=args.kl_estimator, direction=args.kl_direction, worst_case=args.worst_case, **agg)
+        with_grad = pass2.PairLogps()  # the pairs run with autograd
+        if select_first:
+            # Pick the worst view on detached values: every pair that is not an auxiliary pair without
+            # autograd (first, while only the clean graph is held), then the auxiliary pairs with it.
+            auxiliary = set(aux_pairs)
+            others = [(k, i) for k in range(num_views) for i in penalty_pass if (k, i) not in auxiliary]
+            with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
+                others_logps = run(others)  # (M, T)
+            aux_pair_logps = run(aux_pairs)  # (|aux_pairs|, T)
+            with_grad.add(aux_pairs, aux_pair_logps)
+            detached = pass2.PairLogps().add(others, others_logps).add(aux_pairs, aux_pair_logps.detach())
+            slots = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]  # view k of row i in slot k
+            all_views = detached.place(slots, num_views, clean_logps)  # (K, N, T)
+            _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
+            # The view each sequence's penalty reads (the batch's worst, or its own); -1: the penalty does not
+            # read the sequence, which then needs no pass — except under sharding, where it takes view 0, unused.
+            chosen = metrics.sequence_view.tolist()  # (N,)
+            selected = [(max(chosen[i], 0), i) for i in penalty_pass if uniform or chosen[i] >= 0]
+            todo = selected if uniform else [pair for pair in selected if pair not in with_grad]
+            with_grad.add(todo, run(todo))
+            # Each sequence under its selected view: the K = 1 penalty of these log-probs is L_inv^wc.
+            stacked = with_grad.place([(0, pair) for pair in selected], 1, clean_logps)  # (1, N, T)
+            inv_loss, _ = losses.invariance_penalty(
+                stacked, clean_logps, completion_mask, penalty_rows, **{**penalty, "worst_case": "batch"}
+            )
+        else:  # every pair with autograd (token, mean, K = 1, or nothing for the penalty to see)
+            every_pair = [(k, i) for k in range(num_views) for i in penalty_pass]
+            passed = set(every_pair)
+            extra = [pair for pair in aux_pairs if pair not in passed]  # auxiliary pairs the penalty does not see
+            with_grad.add(every_pair + extra, run(every_pair + extra))
+            if args.lambda_kl > 0:
+                stacked = with_grad.place([(k, (k, i)) for k, i in every_pair], num_views, clean_logps)  # (K, N, T)
+                inv_loss, metrics = losses.invariance_penalty(
+                    stacked, clean_logps, completion_mask, penalty_rows, **penalty
+                )
+        if args.lambda_kl > 0:
+            loss = loss + args.lambda_kl * inv_loss
+            self._log_mean(mode, "roma/loss_inv", inv_loss.detach())
+            counts = metrics.selection_counts if bool(penalty_rows.any()) else torch.zeros_like(metrics.selection_counts)
+            self._log_views(mode, inputs, metrics.per_view_kl, counts)
+
+        if args.lambda_aux > 0:
+            old_logps = inputs.get("old_per_token_logps")  # (N, T) ℓ_old, absent when equal to sg(ℓ)
+            old_logps = clean_logps if old_logps is None else old_logps
+            filler = old_logps if args.aux_ratio_anchor == "clean" else clean_logps
+            (aux_logps,) = with_grad.place([(0, pair) for pair in aux_pairs], 1, filler)  # (N, T)
+            anchor = old_logps if args.aux_ratio_anchor == "clean" else aux_logps.detach()
+            aux_loss, aux_metrics = losses.auxiliary_pg_loss(
+                aux_logps,
+                anchor,
+                inputs["advantages"],
+                completion_mask,
+                success,
+                eps_low=self.epsilon_low,
+                eps_high=self.epsilon_high,
+                correct_only=args.aux_correct_only,
+                **agg,
+            )
+            loss = loss + args.lambda_aux * aux_loss
+            self._log_mean(mode, "roma/loss_aux", aux_loss.detach())
+            self._log_mean(mode, "roma/aux_clip_ratio/low", aux_metrics.clip_low_frac)
+            self._log_mean(mode, "roma/aux_clip_ratio/high", aux_metrics.clip_high_frac)
+            self._log_mean(mode, "roma/aux_clip_ratio/region", aux_metrics.clip_region_frac)
+        return loss
+
+    @property
+    def _uniform_view_passes(self) -> bool:
+        """Whether parameters are sharded (DeepSpeed ZeRO-3 or FSDP): then every process must run the same
+        forward passes, so pass 2 may not skip rows or views on its own data."""
+        if self.is_fsdp_enabled:
+            return True
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        return plugin is not None and plugin.zero_stage == 3
+
+    def _view_logps_fn(self, inputs: dict[str, Any]) -> Callable[[list[tuple[int, int]]], torch.Tensor]:
+        """``f(pairs) -> (M, T)``, pass 2's forward (:func:`roma.train.pass2.view_logps_fn`) on the unwrapped
+        model; the views' encodings are shared unless parameters are sharded (every process must then run
+        the same forwards)."""
+        return pass2.view_logps_fn(
+            inputs,
+            model=self.model,
+            per_token_logps=lambda *args, **kwargs: self._get_per_token_logps_and_entropies(self.model, *args, **kwargs)[0],
+            prepare_input=self._prepare_input,
+            autocast=self.accelerator.autocast,
+            share_encoding=self.args.share_view_encoding and not self._uniform_view_passes,
+            view_batch_size=self.args.view_batch_size,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Metrics and timing
+    # ------------------------------------------------------------------------------------------
+
+    def _log_mean(self, mode: str, name: str, value: torch.Tensor) -> None:
+        """Append the mean over processes of a 0-d tensor to TRL's metrics (a collective: call on every rank)."""
+        value = value.detach().float().reshape(1).to(self.accelerator.device)
+        self._metrics[mode][name].append(self.accelerator.gather(value).mean().item())
+
+    def _log_views(self, mode: str, inputs: dict[str, Any], per_view_kl: torch.Tensor, counts: torch.Tensor) -> None:
+        """Per-view KL means and the share of selections of each view, averaged/summed over processes."""
+        num_views = self.args.roma_views
+        per_view_kl = self.accelerator.gather(per_view_kl.detach().float().to(self.accelerator.device))
+        counts = self.accelerator.gather(counts.detach().float().to(self.accelerator.device))
+        per_view_kl = per_view_kl.view(-1, num_views).mean(0)  # (K,)
+        counts = counts.view(-1, num_views).sum(0)  # (K,)
+        share = counts / counts.sum().clamp(min=1)
+        if self.args.view_sampling == "step":  # view k is one type for the whole step
+            names = list(inputs["roma_view_types"][0])
+        else:
+            names = [f"view{k}" for k in range(num_views)]
+        for k, name in enumerate(names):
+            self._metrics[mode][f"roma/kl/{name}"].append(per_view_kl[k].item())
+            self._metrics[mode][f"roma/worst/{name}"].append(share[k].item())
+
+    def _prepare_inputs(self, generation_batch):
+        start = time.perf_counter()
+        inputs = super()._prepare_inputs(generation_batch)
+        self._step_seconds["prepare"] += time.perf_counter() - start
+        return inputs
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        self._step_seconds = {"prepare": 0.0, "loss": 0.0}
+        start = time.perf_counter()
+        output = super().training_step(model, inputs, num_items_in_batch)
+        total = time.perf_counter() - start
+        # Trainer.training_step = _prepare_inputs + compute_loss + backward (+ bookkeeping).
+        self._metrics["train"]["time/backward"].append(total - self._step_seconds["prepare"] - self._step_seconds["loss"])
+        return output
