@@ -7,12 +7,11 @@ from typing import Any, Literal
 from trl import GRPOConfig
 
 from roma import losses
-from roma.degrade import SEEN, UNSEEN
+from roma.degrade import POOLS
 
 MODES: tuple[str, ...] = ("roma", "grpo", "naive_aug")
 VIEW_SAMPLINGS: tuple[str, ...] = ("step", "example")
 AUX_RATIO_ANCHORS: tuple[str, ...] = ("clean", "view")
-POOLS: dict[str, tuple[str, ...]] = {"seen": SEEN, "unseen": UNSEEN}
 DEGRADATION_LEVELS: tuple[str, ...] = ("train", "1", "2", "3")
 # λ defaults per mode when left unset: the paper-style start of method.md §6 for ROMA, 0 otherwise.
 DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": (0.0, 0.0), "naive_aug": (0.0, 0.0)}
@@ -129,11 +128,12 @@ class RomaConfig(GRPOConfig):
             "the trainer's reward functions when the ROMA terms are on."
         ),
     )
-    degradation_pool: Literal["seen", "unseen"] = field(
+    degradation_pool: Literal["seen", "unseen", "imagenet-c", "geometric", "capture", "document", "all"] = field(
         default="seen",
         metadata=_help(
             "Pool the view types come from (docs/degradations.md). Training uses the seen pool; the unseen "
-            "pool is held out for evaluation (it has fixed levels only, no training range).",
+            "pool is held out for evaluation. Every pool but seen has fixed levels only (no training range), "
+            "so the others (ImageNet-C, geometric, capture, document, all) serve ablations at level 1-3.",
             tuple(POOLS),
         ),
     )
@@ -222,10 +222,10 @@ class RomaConfig(GRPOConfig):
                 f"roma_views (K) must be in [1, {len(pool)}]: the K views of an image have distinct types and "
                 f"the {self.degradation_pool} pool has {len(pool)} ({', '.join(pool)}); got {self.roma_views}"
             )
-        if self.degradation_pool == "unseen" and self.degradation_level == "train":
+        if self.degradation_pool != "seen" and self.degradation_level == "train":
             raise ValueError(
-                "degradation_level='train' needs degradation_pool='seen': the unseen types have no training "
-                "range (docs/degradations.md); use level '1', '2' or '3'"
+                f"degradation_level='train' needs degradation_pool='seen': the {self.degradation_pool} types have "
+                "no training range (docs/degradations.md); use level '1', '2' or '3'"
             )
 
         default_kl, default_aux = DEFAULT_LAMBDAS[self.mode]
