@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from roma.degrade import (
+    ALL_TYPES,
     SEEN,
     TYPES,
     UNSEEN,
@@ -211,7 +212,7 @@ def test_sample_views_errors():
 def test_every_type_and_level_keeps_size_dtype_and_input(shape):
     image = _smooth_image(*shape, seed=sum(shape))
     before = image.copy()
-    for name in TYPES:
+    for name in ALL_TYPES:  # the paper's nine and the other families
         for level in (1, 2, 3):
             out = degrade(image, name, level, seed=5)
             assert out.shape == (*shape, 3) and out.dtype == np.uint8, (name, level)

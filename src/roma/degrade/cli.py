@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from roma.degrade.grid import render_grid
-from roma.degrade.params import ALL_TYPES, POOLS
+from roma.degrade.params import ALL_TYPES, POOLS, expand_pools
 from roma.degrade.sample import sample_chart
 
 
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seed must be ≥ 0, got {args.seed}")
     if args.cell_size < 1:
         parser.error(f"--cell-size must be ≥ 1, got {args.cell_size}")
-    choices = [*(args.types or []), *(args.pool or [])] or ["seen", "unseen"]
-    types = list(dict.fromkeys(name for choice in choices for name in POOLS.get(choice, (choice,))))
+    types = list(expand_pools([*(args.types or []), *(args.pool or [])] or ["seen", "unseen"]))
     levels = sorted(set(args.levels))
 
     if args.image is None:

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from roma.degrade.api import apply, derive_seed
-from roma.degrade.params import ALL_TYPES, POOLS, check_level, check_type, sample_params
+from roma.degrade.params import ALL_TYPES, POOLS, check_level, check_type, expand_pools, sample_params
 
 Format = Literal["hf", "parquet", "tsv"]
 _BROKEN = (OSError, UnidentifiedImageError, ValueError, TypeError)
@@ -321,8 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
-    choices = [*(args.types or []), *(args.pool or [])] or ["unseen"]
-    types = list(dict.fromkeys(name for choice in choices for name in POOLS.get(choice, (choice,))))
+    types = list(expand_pools([*(args.types or []), *(args.pool or [])] or ["unseen"]))
     try:
         result = degrade_dataset(args.src, args.out, types=types, levels=sorted(set(args.levels)), seed=args.seed,
                                  limit=args.limit)  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -178,6 +179,11 @@ def check_pool(pool: Any) -> tuple[str, ...]:
     if not names or len(set(names)) != len(names):
         raise ValueError(f"a pool must be a non-empty list of distinct types, got {list(names)}")
     return names
+
+
+def expand_pools(names: Sequence[str]) -> tuple[str, ...]:
+    """Type names and pool names (``["document", "fog"]``) as the distinct types they name, in order."""
+    return tuple(dict.fromkeys(t for name in names for t in (POOLS[name] if name in POOLS else (check_type(name),))))
 
 
 def check_level(level: Any) -> int | str:
