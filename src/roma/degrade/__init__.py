@@ -1,9 +1,12 @@
 """Image degradations: the seen / unseen pools, severity levels and training ranges of ROMA.
 
-Nine types in two pools (docs/degradations.md has the full table)::
+The paper's nine types in two pools (docs/degradations.md has the full table)::
 
     SEEN   = gaussian_noise, gaussian_blur, jpeg, downscale            (used in training)
     UNSEEN = motion_blur, salt_pepper, speckle_noise, posterize, pixelate   (held out)
+
+and 22 more (:mod:`roma.degrade.families`) for robustness evaluation, in the named ``POOLS``
+``imagenet-c``, ``geometric``, ``capture``, ``document`` and ``all`` (``ALL_TYPES``, 31 types).
 
 Levels 1–3 are fixed severities; level 3 of every seen type lies outside its training range
 (``level="train"``). Parameters are sampled first, then applied deterministically::

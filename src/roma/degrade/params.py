@@ -1,4 +1,4 @@
-"""The degradation table: pools, levels, training ranges, and parameter sampling.
+"""The degradation table: pools, levels, training ranges, and parameter sampling (all 31 types).
 
 Parameters are sampled first and applied afterwards (as in kornia's augmentations): a draw is a small
 JSON-serialisable dict that fully determines the degraded pixels, so it can be logged and replayed.
@@ -198,9 +198,10 @@ def check_level(level: Any) -> int | str:
 def sample_params(name: str, level: Level, rng: np.random.Generator) -> dict[str, Any]:
     """Draw the parameters of type ``name`` at ``level`` (1, 2, 3 or ``"train"``) from ``rng``.
 
-    Levels 1–3 fix the main parameter (``LEVEL_VALUES``); ``"train"`` draws it from the type's
-    training range (``TRAIN_RANGES``, seen types only). Noise seeds and motion angles are drawn from
-    ``rng`` at every level. The result holds only Python ``int``/``float`` values.
+    Levels 1–3 fix the main parameter (``LEVEL_VALUES``; the other families' fixed parameters are in
+    ``FAMILY_LEVELS``); ``"train"`` draws it from the type's training range (``TRAIN_RANGES``, seen
+    types only). Noise seeds, angles, signs and positions are drawn from ``rng`` at every level. The
+    result holds only Python ``int``/``float`` values.
     """
     name, level = check_type(name), check_level(level)
     if not isinstance(rng, np.random.Generator):
