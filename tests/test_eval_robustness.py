@@ -109,6 +109,7 @@ def test_summary_and_comparison_on_hand_made_runs():
     assert avg["clean"] == 0.75 and avg["relative_robustness"]["mean"] == pytest.approx(2 / 3)
     assert avg["families"] == {"imagenet-c": {"1": 0.75, "3": pytest.approx(0.375)}}  # fog 0.25 and jpeg 0.5
     assert summary["benchmarks"]["b"]["flip_totals"] == {"n": 12, "right_to_wrong": 4, "wrong_to_right": 1}
+    assert avg["flip_totals"] == {"n": 24, "right_to_wrong": 8, "wrong_to_right": 2}
     versus = compare_runs(_records(RUN), _records(REFERENCE), resamples=200)
     assert versus["mce"]["average"]["mce"] == pytest.approx(7 / 12)
     assert versus["delta"]["clean"]["delta"] == pytest.approx(0.25)  # 0.75 − 0.5

@@ -215,7 +215,8 @@ def robustness_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     Each benchmark holds ``clean``, ``accuracy`` (``"type@level"`` → accuracy), ``relative_robustness``,
     ``worst_type``, ``families`` (pool → level → accuracy), ``flips`` (per corruption) and
     ``flip_totals`` (summed over corruptions). ``average`` holds the macro average over benchmarks
-    of the clean and per-corruption accuracies and the metrics computed from those.
+    of the clean and per-corruption accuracies, the metrics computed from those, and the flip totals
+    summed over benchmarks.
     """
     per_benchmark, cleans, tables, settings = {}, [], [], {}
     for name, entry in sorted(outcomes(records).items()):
@@ -237,6 +238,8 @@ def robustness_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "clean": clean, "accuracy": {f"{t}@{lv}": acc for (t, lv), acc in degraded.items()},
         "relative_robustness": relative_robustness(clean, degraded), "worst_type": worst_type(degraded),
         "families": family_accuracy(degraded, settings),
+        "flip_totals": {k: sum(b["flip_totals"][k] for b in per_benchmark.values())
+                        for k in ("n", "right_to_wrong", "wrong_to_right")},
     }  # fmt: skip
     return {"benchmarks": per_benchmark, "average": average}
 

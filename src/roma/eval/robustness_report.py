@@ -59,8 +59,15 @@ def markdown_section(summary: dict[str, Any]) -> list[str]:
         lines += _table(["Family", "Clean", *(f"L{lv}" for lv in levels)],
                         [[pool, _pct(robustness["average"]["clean"]), *(_pct(acc.get(lv)) for lv in levels)]
                          for pool, acc in families.items()])  # fmt: skip
-    lines += ["", "Per-corruption accuracy, relative robustness and flips are in `summary.json` "
-              "(`robustness`); the plot `eval-families.png` shows accuracy against level per family.", ""]  # fmt: skip
+    accuracy = robustness["average"]["accuracy"]  # "type@level" -> accuracy
+    names = list(dict.fromkeys(key.rsplit("@", 1)[0] for key in accuracy))
+    lines += ["", "Accuracy (%) and relative robustness per type (benchmark average):", ""]
+    rel = robustness["average"]["relative_robustness"]["per_corruption"]
+    lines += _table(["Type", *(f"L{lv}" for lv in levels), *(f"rel. L{lv}" for lv in levels)],
+                    [[name, *(_pct(accuracy.get(f"{name}@{lv}")) for lv in levels),
+                      *(_ratio(rel.get(f"{name}@{lv}")) for lv in levels)] for name in names])  # fmt: skip
+    lines += ["", "Flips per corruption are in `summary.json` (`robustness`); the plot `eval-families.png` "
+              "shows accuracy against level per family.", ""]  # fmt: skip
     return lines
 
 
