@@ -156,6 +156,8 @@ def load_imagecorruptions() -> Callable[..., np.ndarray] | None:
         return gaussian(image, *args, **kwargs)
 
     corruptions.gaussian = gaussian_shim  # scikit-image ≥ 0.19 dropped `multichannel`
+    if "float_" not in np.__dict__:
+        setattr(np, "float_", np.float64)  # NumPy 2 dropped the alias its fog (plasma fractal) uses
     return imagecorruptions.corrupt
 
 
@@ -218,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                 fns["albumentations"] = lambda image, i, t=transform: t(image=image)["image"]
         if corrupt is not None and case.imagecorruptions is not None:
             fns["imagecorruptions"] = lambda image, i, n=case.imagecorruptions: corrupt(image, 3, n)
-        for fn in fns.values():  # warm-up: caches, lazy imports, OpenCV kernels
-            throughput(fn, images[:2])
+        for lib, fn in list(fns.items()):  # warm-up: caches, lazy imports, OpenCV kernels
+            try:
+                throughput(fn, images[:2])
+            except Exception as err:  # noqa: BLE001 — another library's bug must not stop the table
+                print(f"  {lib} failed on {case.name} ({type(err).__name__}: {err}); row without it")
+                del fns[lib]
         timings: dict[str, list[tuple[float, float]]] = {lib: [] for lib in fns}
         order = list(fns)
         for run in range(args.runs):
