@@ -157,7 +157,7 @@ def load_imagecorruptions() -> Callable[..., np.ndarray] | None:
 
     corruptions.gaussian = gaussian_shim  # scikit-image ≥ 0.19 dropped `multichannel`
     if "float_" not in np.__dict__:
-        setattr(np, "float_", np.float64)  # NumPy 2 dropped the alias its fog (plasma fractal) uses
+        np.float_ = np.float64  # noqa: NPY201 — NumPy 2 dropped the alias its fog (plasma fractal) uses
     return imagecorruptions.corrupt
 
 
