@@ -167,22 +167,23 @@ def brightness(image: np.ndarray, *, delta: float) -> np.ndarray:
 
     With hue and saturation fixed an RGB pixel is proportional to its value ``v = max(R, G, B)``, so
     the pixel is scaled by ``v' / v`` (black, ``v = 0``, becomes grey ``v'``) — the HSV round trip
-    without converting.
+    without converting, as one lookup in a 256 × 256 table of ``(v, x)``.
     """
     value = cv2.max(cv2.max(image[..., 0], image[..., 1]), image[..., 2])  # (H, W) uint8: v·255
-    levels = np.arange(256, dtype=np.float64) / 255.0
-    target = np.minimum(levels + delta, 1.0)  # (256,) v' per v
-    ratio = np.where(levels > 0, target / np.maximum(levels, 1e-12), 0.0).astype(np.float32)  # (256,) v'/v
-    out = image.astype(np.float32) * ratio[value][..., None]  # (H, W, 3)
-    out[value == 0] = 255.0 * target[0]
-    return _to_uint8(out)
+    levels = np.arange(256, dtype=np.float64)
+    target = np.minimum(levels / 255.0 + delta, 1.0) * 255.0  # (256,) v'·255 per v
+    # table[v, x] = round(x · v'/v), and v' for black (v = 0, where x = 0 too): one lookup per value
+    table = _to_uint8(levels[None, :] * target[:, None] / np.maximum(levels, 1.0)[:, None])  # (256, 256)
+    table[0, :] = _to_uint8(target[:1])
+    return table[value[..., None], image]
 
 
 def contrast(image: np.ndarray, *, factor: float) -> np.ndarray:
     """ImageNet-C c = [0.4, .3, .2, .1, .05]: ``(x − m)·c + m`` with ``m`` each channel's mean over the image."""
-    x = image.astype(np.float32)
-    means = x.mean(axis=(0, 1), keepdims=True)  # (1, 1, 3)
-    return _to_uint8((x - means) * factor + means)
+    means = np.array(cv2.mean(image)[:3])  # (3,) channel means
+    levels = np.arange(256, dtype=np.float64)[:, None]  # (256, 1)
+    table = _to_uint8((levels - means) * factor + means)  # (256, 3): one lookup table per channel
+    return cv2.LUT(image, table.reshape(256, 1, 3))
 
 
 def saturate(image: np.ndarray, *, factor: float, offset: float) -> np.ndarray:
