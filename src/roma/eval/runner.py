@@ -31,8 +31,17 @@ from roma.data.benchmarks import decode_image, parse_data_arg, read_benchmark
 from roma.eval import official
 from roma.eval.generation import Backend, Completion, Generator, build_generator, training_length
 from roma.eval.judge import RuleJudge, Verdict
-from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
+from roma.eval.protocol import (
+    MAIN_LEVEL,
+    SETTINGS,
+    Condition,
+    aggregate,
+    conditions,
+    main_level_of,
+    make_view,
+)
 from roma.eval.records import append_records, read_records, record_key
+from roma.eval.robustness import robustness_summary
 from roma.provenance import provenance
 
 SYNTHETIC = "synthetic"
@@ -302,13 +311,14 @@ def evaluate(
                 bar.update(len(chunk))
 
     summary = aggregate(results)
+    summary["robustness"] = robustness_summary(results)
     judge_errors = [{"benchmark": r["benchmark"], "id": r["id"], "type": r["type"], "level": r["level"],
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(
         config=config,
         data={item.name: item.source for item in data if item.source},
         official=official.summarize(results, {item.name: item.meta for item in data}),
-        main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
+        main_level=main_level_of(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
         truncated={name: sum(1 for r in results if r["benchmark"] == name and r.get("truncated"))
