@@ -7,6 +7,7 @@ from typing import Any, Literal
 from trl import GRPOConfig
 
 from roma import losses
+from roma.data.images import IMAGE_FITS
 from roma.degrade import SEEN, UNSEEN
 
 MODES: tuple[str, ...] = ("roma", "grpo", "naive_aug")
@@ -182,6 +183,16 @@ class RomaConfig(GRPOConfig):
             "(every process must run the same forwards)."
         ),
     )
+    image_fit: Literal["reject", "pad"] = field(
+        default="reject",
+        metadata=_help(
+            "An image the processor would refuse (Qwen-VL: aspect ratio above 200). 'reject': training refuses "
+            "the dataset before the first step, naming the rows. 'pad': pad the image with white on its short "
+            "side until the processor accepts it (roma.data.images.fit_for_processor), in the rollout and the "
+            "views alike.",
+            IMAGE_FITS,
+        ),
+    )
     roma_agg: Literal["token", "sequence", "fixed"] | None = field(
         default=None,
         metadata=_help(
@@ -209,6 +220,7 @@ class RomaConfig(GRPOConfig):
             "degradation_pool": tuple(POOLS),
             "degradation_level": DEGRADATION_LEVELS,
             "view_sampling": VIEW_SAMPLINGS,
+            "image_fit": IMAGE_FITS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
