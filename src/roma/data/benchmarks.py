@@ -30,7 +30,6 @@ caller passes a hub id or a registry name; tests and the demo use local folders.
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import re
@@ -43,7 +42,8 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from roma.data.schema import COLUMNS, LETTERS, make_prompt, validate_example
+from roma.data.images import ImageError, open_image, to_rgb_image, undecoded_column, upright
+from roma.data.schema import COLUMNS, LETTERS, make_prompt, unique_ids, validate_example, with_image_parts
 
 CHARTQA_TOLERANCE = 0.05
 """ChartQA's relaxed accuracy: a numeric answer within 5 % of the gold counts as correct."""
@@ -471,53 +471,26 @@ def _quiet_progress() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _undecoded(data: datasets.Dataset, column: str) -> datasets.Dataset:
-    """Cast an image column (or list of images) to ``decode=False`` so broken bytes reach us as bytes."""
-    feature = data.features[column]
-    with _quiet_progress():
-        if isinstance(feature, datasets.Image):
-            return data.cast_column(column, datasets.Image(decode=False))
-        inner = getattr(feature, "feature", None)
-        if isinstance(inner, datasets.Image):
-            return data.cast_column(column, type(feature)(datasets.Image(decode=False)))
-    return data
-
-
 def decode_image(value: Any) -> tuple[Image.Image, bytes | None] | None:
-    """``(RGB image, original encoded bytes or None)`` from a datasets image cell, or ``None`` if broken.
+    """``(RGB image, original encoded bytes or None)`` from a datasets image cell, or ``None`` if it cannot
+    be used; the image goes through roma's one decode path (:mod:`roma.data.images`: EXIF orientation
+    applied, every mode to RGB). The bytes are kept only when they decode to exactly that image.
 
     Accepts ``{"bytes", "path"}`` dicts, raw bytes, PIL images, file paths and lists (first item).
     """
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
-    raw: bytes | None = None
     try:
-        if isinstance(value, Image.Image):
-            image = value
-        elif isinstance(value, dict):
-            raw = value.get("bytes")
-            if raw is None and value.get("path") and os.path.exists(value["path"]):
-                raw = Path(value["path"]).read_bytes()
-            if raw is None:
-                return None
-            image = Image.open(io.BytesIO(raw))
-        elif isinstance(value, (bytes, bytearray)):
-            raw = bytes(value)
-            image = Image.open(io.BytesIO(raw))
-        elif isinstance(value, str) and os.path.exists(value):
-            raw = Path(value).read_bytes()
-            image = Image.open(io.BytesIO(raw))
-        else:
-            return None
-        image.load()
-        if image.width == 0 or image.height == 0:
-            return None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        opened = open_image(value)
+        image = to_rgb_image(upright(opened))
+    except ImageError:
         return None
-    if image.mode != "RGB":
-        from roma.degrade import to_rgb
-
-        return Image.fromarray(to_rgb(image)), None
+    raw: bytes | None = None
+    if image is opened and not isinstance(value, Image.Image):
+        if isinstance(value, dict):
+            raw = value.get("bytes") or Path(value["path"]).read_bytes()
+        else:
+            raw = bytes(value) if isinstance(value, (bytes, bytearray)) else Path(value).read_bytes()
     return image, raw
 
 
@@ -532,46 +505,47 @@ def _check_fields(data: datasets.Dataset, spec: BenchmarkSpec) -> None:
             )
 
 
-def _unique_ids(raw_ids: list[str]) -> list[str]:
-    """Keep ids as given; a repeated id gets ``#2``, ``#3``, ... so every degradation seed is distinct."""
-    seen: dict[str, int] = {}
-    out = []
-    for raw in raw_ids:
-        seen[raw] = seen.get(raw, 0) + 1
-        out.append(raw if seen[raw] == 1 else f"{raw}#{seen[raw]}")
-    return out
-
-
 def normalize_rows(data: datasets.Dataset, spec: BenchmarkSpec) -> tuple[list[dict[str, Any]], list[str]]:
     """Schema examples of ``data`` (a source split) and the ids of rows skipped for a broken image."""
     _check_fields(data, spec)
-    data = _undecoded(data, spec.image_field)
+    data = undecoded_column(data, spec.image_field)
     if spec.id_field is not None and spec.id_field in data.column_names:
         raw_ids = [f"{spec.name}-{v}" for v in data[spec.id_field]]
     elif spec.name == "wemath":
         raw_ids = [f"wemath-{i}@{k}" for i, k in zip(data["ID"], data["key"])]
     else:
         raw_ids = [f"{spec.name}-{i}" for i in range(len(data))]
-    ids = _unique_ids(raw_ids)
+    ids = unique_ids(raw_ids)
     examples, skipped = [], []
+    several = _holds_lists(data, spec.image_field)
     for index, row in enumerate(data):
-        decoded = decode_image(row[spec.image_field])
-        if decoded is None:
+        cell = row[spec.image_field]
+        cells = (list(cell) if isinstance(cell, (list, tuple)) else [cell]) if several else [cell]
+        decoded = [decode_image(c) for c in cells]
+        if not decoded or any(d is None for d in decoded):
             skipped.append(ids[index])
             continue
         try:
             fields = spec.normalize(row, index)
         except RowError as error:
             raise ValueError(f"{spec.name}: row {ids[index]!r}, field {error.field_name!r}: {error}") from None
-        image, raw = decoded
-        example = {
-            "id": ids[index],
-            **fields,
-            "image": {"bytes": raw, "path": None} if raw is not None else image,
-        }
+        images = [{"bytes": raw, "path": None} if raw is not None else image for image, raw in decoded]
+        example = {"id": ids[index], **fields, "image": images[0]}
         validate_example(example, source=f"{spec.name} row {ids[index]!r}")
-        examples.append({c: example[c] for c in COLUMNS})
+        if several:  # every image of the row, in the list's order, each with its placeholder in the prompt
+            example = {("images" if c == "image" else c): example[c] for c in COLUMNS}
+            example["images"] = images
+            example["prompt"] = with_image_parts(example["prompt"], len(images))
+        else:
+            example = {c: example[c] for c in COLUMNS}
+        examples.append(example)
     return examples, skipped
+
+
+def _holds_lists(data: datasets.Dataset, column: str) -> bool:
+    """Whether ``column`` holds lists of images (MMRL30k's ``images``) rather than one image per row."""
+    feature = data.features[column]
+    return isinstance(feature, (list, datasets.List, datasets.LargeList))
 
 
 def load_benchmark_with_skips(
@@ -585,8 +559,12 @@ def load_benchmark_with_skips(
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     examples, skipped = normalize_rows(data, spec)
+    features = FEATURES
+    if examples and "images" in examples[0]:
+        features = datasets.Features({("images" if k == "image" else k): (datasets.List(v) if k == "image" else v)
+                                      for k, v in FEATURES.items()})
     with _quiet_progress():
-        dataset = datasets.Dataset.from_list(examples, features=FEATURES)
+        dataset = datasets.Dataset.from_list(examples, features=features)
     return dataset, skipped
 
 

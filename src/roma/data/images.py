@@ -136,10 +136,14 @@ def processor_max_pixels(image_processor: Any) -> int | None:
     (which counts pixels, not a side); ``None`` when it has none."""
     if image_processor is None:
         return None
-    value = getattr(image_processor, "max_pixels", None)
     size = getattr(image_processor, "size", None)
-    if value is None and hasattr(image_processor, "merge_size") and isinstance(size, dict):
-        value = size.get("longest_edge")
+
+    def read(name: str) -> Any:
+        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
+
+    value = getattr(image_processor, "max_pixels", None) or read("max_pixels")
+    if value is None and hasattr(image_processor, "merge_size"):
+        value = read("longest_edge")
     return int(value) if value else None
 
 
@@ -216,7 +220,7 @@ def dataset_problems(dataset: Any, image_processor: Any = None, *, image_fit: st
     if isinstance(dataset, hf_datasets.Dataset):
         for column in ("image", "images"):
             if column in dataset.column_names:
-                dataset = _undecoded_column(dataset, column)
+                dataset = undecoded_column(dataset, column)
         rows: Any = dataset.iter(batch_size=256)
         rows = (dict(zip(batch, values)) for batch in rows for values in zip(*batch.values()))
     else:
@@ -274,7 +278,7 @@ def _header(value: Any) -> tuple[int, int, str]:
     return size[0], size[1], mode
 
 
-def _undecoded_column(dataset: Any, column: str) -> Any:
+def undecoded_column(dataset: Any, column: str) -> Any:
     """``dataset`` with an ``Image`` (or list-of-``Image``) column cast to ``decode=False``."""
     import datasets as hf_datasets
 
