@@ -183,7 +183,7 @@ def prepare_row_images(
     example: dict[str, Any], image_processor: Any = None, *, image_fit: str = "reject"
 ) -> list[Image.Image]:
     """Every image of ``example`` through :func:`prepare_image` (capped at the processor's budget) and, with
-    ``image_fit="pad"``, :func:`fit_for_processor`. ``ImageError`` names the image (``image k of n``) that
+    ``image_fit="pad"``, then :func:`fit_for_processor`. ``ImageError`` names the image (``image k of n``) that
     cannot be decoded or converted, has no image at all, or that the processor would refuse."""
     values = row_images(example)
     if not values:
@@ -193,12 +193,14 @@ def prepare_row_images(
     for k, value in enumerate(values):
         where = f"image {k + 1} of {len(values)}: " if len(values) > 1 else ""
         try:
-            image = prepare_image(value, max_pixels=max_pixels)
+            image = to_rgb_image(upright(open_image(value)))
         except ImageError as error:
             raise ImageError(f"{where}{error}") from None
-        if image_fit == "pad":
-            image = fit_for_processor(image)
-        problem = processor_problem(image.width, image.height, image_processor)
+        problem = processor_problem(image.width, image.height, image_processor)  # the size as the user has it
+        if problem is None or image_fit == "pad":
+            image = cap_pixels(image, max_pixels)
+            image = fit_for_processor(image) if image_fit == "pad" else image
+            problem = processor_problem(image.width, image.height, image_processor)  # as the processor gets it
         if problem is not None:
             raise ImageError(f"{where}{problem} (image_fit='pad' pads it instead)")
         out.append(image)

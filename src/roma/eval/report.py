@@ -139,6 +139,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         ids = sorted({s["id"] for s in items})
         lines.append(f"- {name}: {len(ids)} example(s) skipped: " + ", ".join(f"`{i}`" for i in ids[:20])
                      + (" ..." if len(ids) > 20 else ""))
+        lines += [f"  - `{s['id']}`: {s['reason']}" for s in items[:20]]
     if summary.get("judge_errors"):
         lines.append(f"- {len(summary['judge_errors'])} record(s) without a readable LLM verdict (scored wrong).")
     lines += ["", "Plots: `eval-levels.png` (accuracy against level per type), `eval-settings.png` "

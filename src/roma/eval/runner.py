@@ -257,12 +257,14 @@ def evaluate(
             max_images=max(_max_images(item.dataset) for item in data),
         )
 
+    # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
+    image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
     results: list[dict[str, Any]] = []
     skipped: dict[str, list[dict[str, str]]] = {}
     generated = reused = 0
     for item in data:
         skipped[item.name] = [{"id": i, "reason": "missing or corrupt image"} for i in item.skipped]
-        examples = _Examples(item.dataset, skipped[item.name], getattr(generator, "processor", None), image_fit)
+        examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
             for condition in conds:

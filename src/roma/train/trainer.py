@@ -108,7 +108,10 @@ class RomaTrainer(GRPOTrainer):
         if problems:
             listed = "; ".join(f"{row!r}: {reason}" for row, reason in problems[:10])
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-            raise ValueError(f"{len(problems)} training row(s) cannot be used: {listed}{more}")
+            raise ValueError(
+                f"{len(problems)} problem(s) with training rows: {listed}{more}; fix or drop these rows"
+                + ("" if self.args.image_fit == "pad" else " (image_fit='pad' pads the images the processor refuses)")
+            )
 
     def _prepare_images(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows with their images through :func:`roma.data.images.prepare_row_images` (upright, RGB, capped
