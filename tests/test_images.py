@@ -216,7 +216,8 @@ def test_eval_skips_and_lists_rows_it_cannot_use_and_converts_32bit_tiffs(tmp_pa
     assert summary["benchmarks"]["users"]["n_examples"] == 3  # r0, r3, r4
     assert json.loads((out / "summary.json").read_text())["skipped"]["users"] == summary["skipped"]["users"]
     report = (out / "report.md").read_text()
-    assert "users: 3 example(s) skipped: `r1`, `r2`, `r5`" in report and "`r2`: undecodable image" in report
+    assert "users: 3 example(s) skipped: `r1` (the image processor refuses a 20000×20 image" in report
+    assert "`r2` (undecodable image" in report and "`r5` (the row has no image)" in report
     clean = {r["id"]: r for r in (json.loads(line) for line in (out / "records.jsonl").read_text().splitlines())
              if r["setting"] == "clean"}
     assert sorted(clean) == ["r0", "r3", "r4"] and all(r["n_images"] == 1 for r in clean.values())

@@ -16,9 +16,10 @@ Outputs in ``out_dir``: ``run.json`` (the resolved configuration), ``records.jso
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,9 +27,10 @@ import datasets as hf_datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from roma.data.benchmarks import load_benchmark_with_skips, resolve_benchmark
+from roma.data.benchmarks import parse_data_arg, read_benchmark
 from roma.data.images import ImageError, check_image_fit, prepare_row_images, undecoded_column
 from roma.data.schema import unique_ids
+from roma.eval import official
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
 from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
@@ -45,15 +47,23 @@ RESUME_KEYS: tuple[str, ...] = ("model", "seed", "max_new_tokens", "judge")
 
 @dataclass
 class EvalData:
-    """One dataset of a run, in roma's schema, with the ids of rows skipped for a broken image."""
+    """One dataset of a run, in roma's schema, with the rows the loader skipped and where it came from."""
 
     name: str
     dataset: hf_datasets.Dataset
-    skipped: list[str]
+    skipped: list[dict[str, str]]
+    """``{"id", "reason"}`` of every source row that was not loaded."""
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per example id, what the benchmark's official metric needs (:mod:`roma.eval.official`)."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """``{"origin", "split", "rows", "loaded"}`` for a benchmark; empty for in-memory data."""
 
 
-def load_eval_data(spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | None) -> EvalData:
-    """``"synthetic"`` (the synthetic test split), a benchmark name / hub id / local path, or ``(name, Dataset)``."""
+def load_eval_data(
+    spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | None, split: str | None = None
+) -> EvalData:
+    """``"synthetic"`` (its test split), ``"NAME=PATH"``, a benchmark name / hub id / local path, or
+    ``(name, Dataset)``; ``split`` picks a benchmark's split (default: the registry's)."""
     if isinstance(spec, tuple):
         name, dataset = spec
         if limit is not None:
@@ -63,9 +73,15 @@ def load_eval_data(spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | 
         from roma.data.synthetic import load_split
 
         return EvalData(SYNTHETIC, load_split("test", SYNTHETIC_DEFAULT_N if limit is None else limit), [])
-    benchmark, _ = resolve_benchmark(spec)
-    dataset, skipped = load_benchmark_with_skips(spec, limit=limit, benchmark=benchmark.name)
-    return EvalData(benchmark.name, dataset, skipped)
+    benchmark, source = parse_data_arg(spec)
+    loaded = read_benchmark(source, split=split, limit=limit, benchmark=benchmark)
+    skipped = [{"id": s.id, "reason": s.reason} for s in loaded.skipped]
+    if skipped:
+        shown = "; ".join(f"{s['id']} ({s['reason']})" for s in skipped[:10])
+        print(f"roma eval: {loaded.spec.name}: skipped {len(skipped)} of {loaded.n_rows} row(s): {shown}"
+              f"{' ...' if len(skipped) > 10 else ''}", file=sys.stderr)
+    info = {"origin": loaded.origin, "split": loaded.split, "rows": loaded.n_rows, "loaded": len(loaded.dataset)}
+    return EvalData(loaded.spec.name, loaded.dataset, skipped, loaded.meta, info)
 
 
 class View(NamedTuple):
@@ -184,6 +200,7 @@ def evaluate(
     model_or_path: str | Path | tuple[Any, Any] | None,
     datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
     *,
+    splits: Sequence[str | None] | None = None,
     settings: Sequence[str] = SETTINGS,
     levels: Sequence[int] = (MAIN_LEVEL,),
     limit: int | None = None,
@@ -203,8 +220,11 @@ def evaluate(
 
     Args:
         model_or_path: a model folder, a loaded ``(model, processor)`` pair, or ``None`` with ``generator``.
-        datasets: dataset names (``"synthetic"``, a benchmark name / hub id / local path) or
-            ``(name, Dataset)`` pairs already in roma's schema.
+        datasets: dataset names (``"synthetic"``, a benchmark name / hub id / local path,
+            ``"NAME=PATH"`` naming the benchmark a path holds) or ``(name, Dataset)`` pairs already in
+            roma's schema.
+        splits: the source split of each dataset (one value for all, or one per dataset; ``None``: each
+            benchmark's default split).
         settings: subset of ``("clean", "seen", "unseen")``.
         levels: degradation levels (subset of 1, 2, 3); the paper's main results use 3.
         limit: first ``limit`` examples of each dataset (synthetic: its size, default 500).
@@ -222,8 +242,10 @@ def evaluate(
             ``"reject"`` skips and lists its row, ``"pad"`` pads it with white until it is accepted.
 
     Returns:
-        :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``skipped`` (``{"id", "reason"}`` per
-        dataset: rows without a usable image, or views that could not be degraded), ``judge_errors``, ``counts``
+        :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``data`` (per benchmark: where
+        it was read from, its split, rows read and loaded), ``skipped`` (``{"id", "reason"}`` per dataset:
+        rows the loader could not use, images that could not be degraded), ``official`` (each
+        benchmark's official metric, :func:`roma.eval.official.summarize`), ``judge_errors``, ``counts``
         (records generated now / reused from an earlier run) and ``versions``.
     """
     if batch_size < 1:
@@ -233,18 +255,24 @@ def evaluate(
         raise ValueError("give at least one dataset")
     judge = RuleJudge() if judge is None else judge
     conds = conditions(settings, levels)
+    split_list = list(splits) if splits is not None else [None]
+    if len(split_list) == 1:
+        split_list = split_list * len(datasets)
+    if len(split_list) != len(datasets):
+        raise ValueError(f"give one split for all datasets or one per dataset: {len(split_list)} splits for "
+                         f"{len(datasets)} datasets")
     if model_name is None:
         model_name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else "model"
     config = {
         "model": str(model_or_path) if isinstance(model_or_path, (str, Path)) else model_name,
         "model_name": model_name, "datasets": [d if isinstance(d, str) else d[0] for d in datasets],
-        "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
+        "splits": split_list, "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
         "seed": seed, "max_new_tokens": max_new_tokens, "judge": getattr(judge, "name", type(judge).__name__),
     }
     out = Path(out_dir) if out_dir is not None else None
     records_path = out / "records.jsonl" if out is not None else None
     start = time.perf_counter()
-    data = [load_eval_data(spec, limit=limit) for spec in datasets]
+    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, split_list)]
     if out is not None:
         _check_resume(out, config)
     existing = read_records(records_path) if records_path is not None else []
@@ -263,7 +291,7 @@ def evaluate(
     skipped: dict[str, list[dict[str, str]]] = {}
     generated = reused = 0
     for item in data:
-        skipped[item.name] = [{"id": i, "reason": "missing or corrupt image"} for i in item.skipped]
+        skipped[item.name] = list(item.skipped)
         examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
@@ -300,6 +328,8 @@ def evaluate(
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(
         config=config,
+        data={item.name: item.source for item in data if item.source},
+        official=official.summarize(results, {item.name: item.meta for item in data}),
         main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
