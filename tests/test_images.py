@@ -393,3 +393,19 @@ def test_two_image_prompts_train_with_their_views_and_evaluate_end_to_end(tiny_m
     summary = evaluate((trainer.model, processor), [("pairs", dataset.select(range(2)))], settings=("clean", "seen"),
                        max_new_tokens=4, batch_size=5, progress=False, report=False)
     assert summary["skipped"]["pairs"] == [] and summary["counts"]["records"] == 2 * 5
+
+
+def test_sft_rows_take_the_same_path():
+    """SFT shows the model what RL and evaluation show it: upright RGB; the synthetic RGB images unchanged."""
+    from roma.sft import to_sft_rows
+
+    rows = generate(2, seed=3)
+    sft = to_sft_rows(rows)
+    assert [np.asarray(r["image"]).tolist() for r in sft] == [np.asarray(r["image"]).tolist() for r in rows]
+    users = datasets.Dataset.from_dict(
+        {"image": [{"bytes": oriented_jpeg(), "path": None}, encoded(grey16_ramp(4, 1))],
+         "prompt": [make_prompt("Which?")] * 2, "solution": ["<think>x</think>\\boxed{A}"] * 2}
+    ).cast_column("image", datasets.Image())
+    converted = to_sft_rows(users)
+    assert converted[0]["image"].size == (64, 128) and converted[0]["image"].mode == "RGB"
+    assert np.asarray(converted[1]["image"])[0, :, 0].tolist() == [0, 85, 170, 255]
