@@ -13,8 +13,8 @@ the same picture:
    by Pillow's conversion, 16-bit grey (``I;16*``) scaled by its type's range (``v · 255 / 65535``),
    32-bit grey (``I``, ``F``) by its data range. An ``RGB`` image comes back as the very same object.
 4. **Cap** (:func:`cap_pixels`): an image of more than ``max_pixels`` pixels (the processor's own
-   ``max_pixels``, :func:`processor_max_pixels`) is resized (Lanczos, aspect ratio kept) to at most
-   ``max_pixels`` pixels before anything degrades it: the processor would shrink it to that budget anyway,
+   ``max_pixels``, :func:`processor_max_pixels`) is resized (Lanczos after a box reduction, Pillow's
+   ``reducing_gap=3``; aspect ratio kept) to at most ``max_pixels`` pixels before anything degrades it: the processor would shrink it to that budget anyway,
    and degrading a 10000×10000 image costs minutes and gigabytes for pixels the model never sees.
 
 Images the processor refuses (Qwen-VL: aspect ratio above :data:`MAX_ASPECT_RATIO`) are found from their
@@ -103,7 +103,7 @@ def cap_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
         return image
     scale = math.sqrt(max_pixels / (image.width * image.height))
     size = (max(1, math.floor(image.width * scale)), max(1, math.floor(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # box-reduce first: fast, same look
 
 
 def prepare_image(value: Any, *, max_pixels: int | None = None) -> Image.Image:
