@@ -14,8 +14,9 @@ the same picture:
    32-bit grey (``I``, ``F``) by its data range. An ``RGB`` image comes back as the very same object.
 4. **Cap** (:func:`cap_pixels`): an image of more than ``max_pixels`` pixels (the processor's own
    ``max_pixels``, :func:`processor_max_pixels`) is resized (Lanczos after a box reduction, Pillow's
-   ``reducing_gap=3``; aspect ratio kept) to at most ``max_pixels`` pixels before anything degrades it: the processor would shrink it to that budget anyway,
-   and degrading a 10000×10000 image costs minutes and gigabytes for pixels the model never sees.
+   ``reducing_gap=3``; aspect ratio kept) to at most ``max_pixels`` pixels before anything degrades it:
+   the processor would shrink it to that budget anyway, and degrading a 10000×10000 image costs minutes
+   and gigabytes for pixels the model never sees.
 
 Images the processor refuses (Qwen-VL: aspect ratio above :data:`MAX_ASPECT_RATIO`) are found from their
 size alone by :func:`processor_problem`; :func:`fit_for_processor` pads them with white instead
