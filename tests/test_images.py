@@ -23,6 +23,7 @@ from roma.eval.protocol import Condition, make_view
 from roma.models import load_model_and_processor, vision_token_ids
 from roma.train import RomaConfig, RomaTrainer
 from roma.train import views as views_module
+from test_trainer import LossInputs
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **save) -> dict:
@@ -330,22 +331,6 @@ def two_image_dataset(n: int) -> datasets.Dataset:
         "answer": ["A"] * n, "task": ["pairs"] * n, "choices": [["x", "y"]] * n, "answer_type": ["choice"] * n,
         "tolerance": [0.0] * n,
     })
-
-
-class LossInputs(RomaTrainer):
-    """Records every micro-batch that reaches the loss, with the step its batch was generated at."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.generation_steps, self.seen = [], []
-
-    def _generate_and_score_completions(self, inputs):
-        self.generation_steps.append(self.state.global_step)
-        return super()._generate_and_score_completions(inputs)
-
-    def _compute_loss(self, model, inputs):
-        self.seen.append((self.generation_steps[-1], inputs))
-        return super()._compute_loss(model, inputs)
 
 
 def test_two_image_prompts_train_with_their_views_and_evaluate_end_to_end(tiny_model_dir, tmp_path, processor):
