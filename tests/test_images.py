@@ -394,3 +394,24 @@ def test_sft_rows_take_the_same_path():
     converted = to_sft_rows(users)
     assert converted[0]["image"].size == (64, 128) and converted[0]["image"].mode == "RGB"
     assert np.asarray(converted[1]["image"])[0, :, 0].tolist() == [0, 85, 170, 255]
+
+
+def test_roma_eval_lists_skipped_rows_on_the_console_and_pads_on_request(tiny_model_dir, tmp_path, capsys):
+    """Kind 4 through ``roma eval``: the run finishes (exit 0) and names the 20000×20 row on the console;
+    ``--image-fit pad`` evaluates it."""
+    from roma.eval.cli import main as eval_main
+
+    rows = [{"image": encoded(Image.new("RGB", size, (20, 90, 200))), "question": "How many?", "answer": "2"}
+            for size in ((64, 64), (20000, 20), (64, 48))]
+    features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                                  "answer": datasets.Value("string")})
+    datasets.Dataset.from_list(rows, features=features).save_to_disk(str(tmp_path / "realworldqa"))
+    argv = ["--model", str(tiny_model_dir), "--data", str(tmp_path / "realworldqa"), "--settings", "clean",
+            "--max-new-tokens", "2", "--no-progress"]
+    assert eval_main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert "realworldqa: skipped 1 item(s): realworldqa-1 (the image processor refuses a 20000×20 image" in (
+        capsys.readouterr().out
+    )
+    assert eval_main([*argv, "--out", str(tmp_path / "padded"), "--image-fit", "pad"]) == 0
+    summary = json.loads((tmp_path / "padded" / "summary.json").read_text())
+    assert summary["skipped"]["realworldqa"] == [] and summary["counts"]["records"] == 3
