@@ -17,7 +17,7 @@ from PIL import Image
 from roma.data import images as roma_images
 from roma.data.schema import make_prompt, with_image_parts
 from roma.data.synthetic import generate
-from roma.degrade import to_rgb
+from roma.degrade import SEEN, derive_seed, to_rgb
 from roma.eval import evaluate
 from roma.eval.protocol import Condition, make_view
 from roma.models import load_model_and_processor, vision_token_ids
@@ -415,3 +415,26 @@ def test_roma_eval_lists_skipped_rows_on_the_console_and_pads_on_request(tiny_mo
     assert eval_main([*argv, "--out", str(tmp_path / "padded"), "--image-fit", "pad"]) == 0
     summary = json.loads((tmp_path / "padded" / "summary.json").read_text())
     assert summary["skipped"]["realworldqa"] == [] and summary["counts"]["records"] == 3
+
+
+@pytest.mark.parametrize("view_sampling", ["step", "example"])
+def test_view_types_shared_or_independent_across_the_images_of_a_prompt(tmp_path, processor, view_sampling):
+    """``shared``: view k degrades both images by one type, each with its own parameters, and image 0 exactly
+    as if it were alone; ``independent``: image 1 draws its own K distinct types."""
+    ip = processor.image_processor
+    a, b = (Image.fromarray(np.random.default_rng(s).integers(0, 256, (32, 32, 3), dtype=np.uint8)) for s in (1, 2))
+    clean = ip(images=[a, b], return_tensors="pt")["image_grid_thw"]
+    out = {}
+    for mode in ("shared", "independent"):
+        args = roma_args(tmp_path, processor, view_image_types=mode, view_sampling=view_sampling)
+        out[mode] = views_module.degraded_views(args, [a, b], "p", 3, views_module.step_view_plan(args, 3)[0])
+        views_module.process_views(ip, out[mode], clean, "p")  # each image keeps its own grid
+    alone = views_module.degraded_views(args, [a], "p", 3, views_module.step_view_plan(args, 3)[0])
+    for (name, params, pixels), (name_a, params_a, pixels_a) in zip(out["shared"], alone):
+        assert "+" not in name and name == name_a and params[0] == params_a
+        assert np.array_equal(pixels[0], pixels_a) and not np.array_equal(pixels[0][:, :, 0], pixels[1][:, :, 0])
+    second = [name.split("+")[-1] for name, _, _ in out["independent"]]
+    assert len(set(second)) == args.roma_views  # K distinct types for image 1 too
+    assert [name.split("+")[0] for name, _, _ in out["independent"]] == [name for name, _, _ in alone]
+    order = np.random.default_rng(derive_seed(derive_seed(0, 3, "p"), "image", 1, "types")).permutation(len(SEEN))
+    assert second == [SEEN[i] for i in order[: args.roma_views]]  # drawn from the view seed and the position

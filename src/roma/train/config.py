@@ -12,6 +12,7 @@ from roma.degrade import SEEN, UNSEEN
 
 MODES: tuple[str, ...] = ("roma", "grpo", "naive_aug")
 VIEW_SAMPLINGS: tuple[str, ...] = ("step", "example")
+VIEW_IMAGE_TYPES: tuple[str, ...] = ("shared", "independent")
 AUX_RATIO_ANCHORS: tuple[str, ...] = ("clean", "view")
 POOLS: dict[str, tuple[str, ...]] = {"seen": SEEN, "unseen": UNSEEN}
 DEGRADATION_LEVELS: tuple[str, ...] = ("train", "1", "2", "3")
@@ -183,6 +184,17 @@ class RomaConfig(GRPOConfig):
             "(every process must run the same forwards)."
         ),
     )
+    view_image_types: Literal["shared", "independent"] = field(
+        default="shared",
+        metadata=_help(
+            "Prompts with several images. 'shared': view k degrades every image of the prompt by view k's type, "
+            "with parameters and noise drawn per image, so a view is one degradation of the whole prompt and the "
+            "worst case picks a type. 'independent': image 0 takes the views' types as with 'shared', each other "
+            "image draws its own K distinct types (from the view seed and its position), so a view mixes types; "
+            "the per-view metrics are then named by view slot (view<k>). Prompts of one image: no difference.",
+            VIEW_IMAGE_TYPES,
+        ),
+    )
     image_fit: Literal["reject", "pad"] = field(
         default="reject",
         metadata=_help(
@@ -221,6 +233,7 @@ class RomaConfig(GRPOConfig):
             "degradation_level": DEGRADATION_LEVELS,
             "view_sampling": VIEW_SAMPLINGS,
             "image_fit": IMAGE_FITS,
+            "view_image_types": VIEW_IMAGE_TYPES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

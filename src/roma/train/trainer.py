@@ -366,7 +366,7 @@ class RomaTrainer(GRPOTrainer):
         per_view_kl = per_view_kl.view(-1, num_views).mean(0)  # (K,)
         counts = counts.view(-1, num_views).sum(0)  # (K,)
         share = counts / counts.sum().clamp(min=1)
-        if self.args.view_sampling == "step":  # view k is one type for the whole step
+        if self.args.view_sampling == "step" and self.args.view_image_types == "shared":  # view k: one type
             names = list(inputs["roma_view_types"][0])
         else:
             names = [f"view{k}" for k in range(num_views)]

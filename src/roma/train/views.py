@@ -29,7 +29,7 @@ ROMA_KEYS: tuple[str, ...] = (
     "roma_view_pixel_values",  # N tensors (K, rows_i, D): the views of sample i's images, processed (rows of
     # its n_i images, in order)
     "roma_view_group",  # (N,) long: samples with the same value show the same views (one prompt's G samples)
-    "roma_view_types",  # N tuples of K degradation type names
+    "roma_view_types",  # N tuples of K degradation type names ("a+b": per image, view_image_types="independent")
     "roma_view_params",  # N tuples of K parameter dicts (replayable with roma.degrade.apply); for a prompt of
     # several images, K tuples of one dict per image
     "roma_aux_view",  # (N,) long, the view j of the auxiliary policy gradient (§5)
@@ -51,36 +51,56 @@ def step_view_plan(args: RomaConfig, step: int) -> tuple[list[str] | None, int |
 def degraded_views(
     args: RomaConfig, images: list[Image.Image], example_id: str, step: int, types: list[str] | None
 ) -> list[View]:
-    """K views of a prompt's images: of the given types, or drawn for this example. View k degrades every
-    image of the prompt by its one type; the parameters and noise of image ``j > 0`` are drawn from the view's
-    seed extended by ``("image", j)``, so image 0 is degraded as a prompt's only image would be."""
+    """K views of a prompt's images: of the given types, or drawn for this example. View k degrades image 0
+    by its type; every other image ``j`` by the same type (``view_image_types="shared"``) or by the k-th of
+    its own K distinct types (``"independent"``, drawn from the view seed extended by ``("image", j)``). The
+    parameters and noise of image ``j > 0`` are drawn from the view's seed extended by ``("image", j)``, so
+    image 0 is degraded as a prompt's only image would be."""
     level = args.view_level
     if types is None:
         seed = derive_seed(args.view_seed, step, example_id)
         first = sample_views(images[0], args.roma_views, seed=seed, pool=args.view_pool, level=level)
+        names = _image_types(args, [view.name for view in first], seed, len(images))
         out = []
         for k, view in enumerate(first):
             params, pixels = [view.params], [view.image]
             for j, image in enumerate(images[1:], start=1):
-                rng = np.random.default_rng(derive_seed(seed, "image", j, "view", k, view.name, level))
-                params.append(sample_params(view.name, level, rng))
-                pixels.append(apply(image, view.name, params[-1]))
-            out.append(_view(view.name, params, pixels))
+                rng = np.random.default_rng(derive_seed(seed, "image", j, "view", k, names[j][k], level))
+                params.append(sample_params(names[j][k], level, rng))
+                pixels.append(apply(image, names[j][k], params[-1]))
+            out.append(_view([row[k] for row in names], params, pixels))
         return out
+    names = _image_types(args, list(types), derive_seed(args.view_seed, step, example_id), len(images))
     out = []
-    for k, name in enumerate(types):
+    for k in range(len(types)):
         params, pixels = [], []
         for j, image in enumerate(images):
             extra = () if j == 0 else ("image", j)
-            rng = np.random.default_rng(derive_seed(args.view_seed, step, example_id, k, name, *extra))
-            params.append(sample_params(name, level, rng))
-            pixels.append(apply(image, name, params[-1]))
-        out.append(_view(name, params, pixels))
+            rng = np.random.default_rng(derive_seed(args.view_seed, step, example_id, k, names[j][k], *extra))
+            params.append(sample_params(names[j][k], level, rng))
+            pixels.append(apply(image, names[j][k], params[-1]))
+        out.append(_view([row[k] for row in names], params, pixels))
     return out
 
 
-def _view(name: str, params: list[dict[str, Any]], pixels: list[np.ndarray]) -> View:
-    """A view of one image as ``(name, params, pixels)``, of several as ``(name, (params, ...), (pixels, ...))``."""
+def _image_types(args: RomaConfig, first: list[str], seed: int, num_images: int) -> list[list[str]]:
+    """(n, K) the type of view k for image j: ``first`` for image 0 and, with ``view_image_types="shared"``,
+    for every image; with ``"independent"`` image ``j > 0`` draws K distinct types of the pool."""
+    names = [first]
+    pool = args.view_pool
+    for j in range(1, num_images):
+        if args.view_image_types == "shared":
+            names.append(first)
+        else:
+            order = np.random.default_rng(derive_seed(seed, "image", j, "types")).permutation(len(pool))
+            names.append([pool[i] for i in order[: len(first)]])
+    return names
+
+
+def _view(names: list[str], params: list[dict[str, Any]], pixels: list[np.ndarray]) -> View:
+    """A view of one image as ``(name, params, pixels)``, of several as ``(name, (params, ...), (pixels, ...))``;
+    the name is the images' one type, or their types joined by ``+`` when they differ."""
+    name = names[0] if len(set(names)) == 1 else "+".join(names)
     if len(pixels) == 1:
         return name, params[0], pixels[0]
     return name, tuple(params), tuple(pixels)
