@@ -59,6 +59,7 @@ from roma.data.images import ImageError, open_image, to_rgb_image, undecoded_col
 from roma.data.schema import (
     COLUMNS,
     LETTERS,
+    features,
     make_text_prompt,
     unique_ids,
     validate_example,
@@ -71,23 +72,7 @@ CHARTQA_TOLERANCE = 0.05
 MAX_SKIPPED_SHARE = 0.2
 """Largest share of a benchmark's rows that may be skipped as unusable before loading is refused."""
 
-FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "task": datasets.Value("string"),
-        "image": datasets.Image(),
-        "prompt": datasets.List(
-            {
-                "role": datasets.Value("string"),
-                "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
-            }
-        ),
-        "answer": datasets.Value("string"),
-        "choices": datasets.List(datasets.Value("string")),
-        "answer_type": datasets.Value("string"),
-        "tolerance": datasets.Value("float64"),
-    }
-)
+FEATURES = features()
 """The Arrow features of every normalised benchmark (the columns of :data:`roma.data.schema.COLUMNS`)."""
 
 
@@ -1000,12 +985,12 @@ def read_benchmark(
     examples, skipped, meta = normalize_rows(rows, spec)
     check_skipped_share(f"{spec.name} ({source.split} split of {source.origin})", len(rows), skipped,
                         max_skipped_share)
-    features = FEATURES
+    columns = FEATURES
     if examples and "images" in examples[0]:  # a source of image lists keeps them (TRL's `images` column)
-        features = datasets.Features({("images" if k == "image" else k): (datasets.List(v) if k == "image" else v)
-                                      for k, v in FEATURES.items()})
+        columns = datasets.Features({("images" if k == "image" else k): (datasets.List(v) if k == "image" else v)
+                                     for k, v in FEATURES.items()})
     with _quiet_progress():
-        dataset = datasets.Dataset.from_list(examples, features=features)
+        dataset = datasets.Dataset.from_list(examples, features=columns)
     return LoadedBenchmark(spec, dataset, skipped, meta, source.split, source.origin, len(rows))
 
 

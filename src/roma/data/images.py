@@ -30,12 +30,12 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from PIL import Image, ImageOps
 
 ImageFit = Literal["reject", "pad"]
-IMAGE_FITS: tuple[str, ...] = ("reject", "pad")
+IMAGE_FITS: tuple[str, ...] = get_args(ImageFit)
 """What to do with an image the processor would refuse: ``reject`` (training refuses the dataset up front
 naming the row; evaluation skips and lists the row) or ``pad`` (pad it with white until it is accepted)."""
 

@@ -23,6 +23,7 @@ from roma.degrade.ops import OPS
 from roma.degrade.params import (
     LEVEL_VALUES,
     LEVELS,
+    POOLS,
     SEEN,
     TRAIN_RANGES,
     TYPES,
@@ -36,6 +37,7 @@ __all__ = [
     "LEVELS",
     "LEVEL_VALUES",
     "OPS",
+    "POOLS",
     "SEEN",
     "TRAIN_RANGES",
     "TYPES",

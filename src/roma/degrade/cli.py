@@ -15,10 +15,10 @@ from PIL import Image
 
 from roma.data.images import ImageError, prepare_image
 from roma.degrade.grid import render_grid
-from roma.degrade.params import SEEN, TYPES, UNSEEN
+from roma.degrade.params import POOLS, TYPES
 from roma.degrade.sample import sample_chart
 
-_ALIASES = {"all": TYPES, "seen": SEEN, "unseen": UNSEEN}
+_ALIASES = {"all": TYPES, **POOLS}
 
 
 def build_parser() -> argparse.ArgumentParser:

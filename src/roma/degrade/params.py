@@ -21,6 +21,7 @@ import numpy as np
 SEEN: tuple[str, ...] = ("gaussian_noise", "gaussian_blur", "jpeg", "downscale")
 UNSEEN: tuple[str, ...] = ("motion_blur", "salt_pepper", "speckle_noise", "posterize", "pixelate")
 TYPES: tuple[str, ...] = SEEN + UNSEEN
+POOLS: dict[str, tuple[str, ...]] = {"seen": SEEN, "unseen": UNSEEN}  # training pool, held-out pool
 LEVELS: tuple[int | str, ...] = (1, 2, 3, "train")
 REFERENCE_SHORT_SIDE: int = 448
 Level = Literal[1, 2, 3, "train"]

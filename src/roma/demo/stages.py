@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roma.demo.config import SETTINGS, DemoConfig, Variant, variant_recipe
+from roma.demo.config import DemoConfig
+from roma.eval.protocol import SETTINGS
 
 
 def fingerprint(config: dict[str, Any]) -> str:
@@ -25,12 +26,14 @@ def fingerprint(config: dict[str, Any]) -> str:
 
 @dataclass
 class StageResult:
-    """What a stage left behind: its run id (changes whenever it runs), wall time, and whether it ran now."""
+    """What a stage left behind: its run id (changes whenever it runs), wall time, whether it ran now, and
+    what its body returned when it did (``None`` for a stage skipped as done)."""
 
     name: str
     run_id: str
     seconds: float
     ran: bool
+    value: Any = None
 
 
 class StageCache:
@@ -70,7 +73,8 @@ class StageCache:
 
     def run(self, name: str, config: dict[str, Any], body: Callable[[], Any], *, out_dir: Path | None = None,
             outputs: Sequence[Path] = (), resumable: bool = False) -> StageResult:
-        """Run ``body()`` unless stage ``name`` is done with this ``config``; return its :class:`StageResult`.
+        """Run ``body()`` unless stage ``name`` is done with this ``config``; return its :class:`StageResult`
+        (with the body's return value when it ran).
 
         ``out_dir`` (if given) is the stage's own folder: deleted before a fresh run. ``outputs`` are files
         the stage must have left: a done stage missing one runs again. A ``resumable`` stage left
@@ -107,12 +111,12 @@ class StageCache:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self._write_marker(name, record)
         start = time.perf_counter()
-        body()
+        value = body()
         seconds = time.perf_counter() - start
         record.update(status="done", seconds=round(seconds, 2), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self._write_marker(name, record)
         self.log(f"    {name} finished in {seconds:.1f} s")
-        result = StageResult(name, run_id, seconds, ran=True)
+        result = StageResult(name, run_id, seconds, ran=True, value=value)
         self.results.append(result)
         return result
 
@@ -133,35 +137,10 @@ def build_model(config: DemoConfig, out_dir: Path) -> None:
     build_tiny_qwen3vl(out_dir, seed=config.base_seed, spec=TinyQwen3VLSpec(**config.model_spec))
 
 
-def sft_settings(config: DemoConfig, root: Path) -> dict[str, Any]:
-    """The keyword arguments of :class:`roma.sft.SFTRunConfig` for the warm-up."""
-    return {**config.sft, "model_dir": str(root / "model"), "output_dir": str(root / "sft"),
-            "seed": config.base_seed, "families": list(config.families), "image_size": config.image_size,
-            "num_threads": config.num_threads}
-
-
 def run_sft_stage(settings: dict[str, Any]) -> None:
     from roma.sft import SFTRunConfig, run_sft
 
     run_sft(SFTRunConfig(**settings))
-
-
-def train_recipe(config: DemoConfig, variant: Variant, seed: int, *, base_model: Path, out_dir: Path) -> dict[str, Any]:
-    """The full ``roma train`` recipe of one (variant, seed) run, as written to ``<out_dir>/recipe.yaml``.
-
-    No checkpoint is saved: ``roma train`` writes the final model and ``trainer_state.json`` (the per-step
-    logs the report plots) into the run folder.
-    """
-    recipe = variant_recipe(config, variant)
-    max_steps = recipe.get("max_steps")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"the demo trains a fixed number of steps: train.max_steps must be an int >= 1, got {max_steps!r}")
-    recipe.update(
-        model_name_or_path=str(base_model), output_dir=str(out_dir), seed=seed, view_seed=seed,
-        synthetic_families=list(config.families), synthetic_image_size=config.image_size, build_tiny_model=False,
-        save_strategy="no",
-    )
-    return recipe
 
 
 def run_train(recipe: dict[str, Any], out_dir: Path, num_threads: int) -> None:

@@ -50,10 +50,16 @@ CLEAN = Condition("clean", CLEAN_TYPE, 0)
 
 
 def pools() -> dict[str, tuple[str, ...]]:
-    """``{"seen": SEEN types, "unseen": UNSEEN types}`` from :mod:`roma.degrade`."""
-    from roma.degrade import SEEN, UNSEEN
+    """``{"seen": SEEN types, "unseen": UNSEEN types}``: :data:`roma.degrade.POOLS`."""
+    from roma.degrade import POOLS
 
-    return {"seen": tuple(SEEN), "unseen": tuple(UNSEEN)}
+    return dict(POOLS)
+
+
+def main_level_of(levels: Sequence[int]) -> int:
+    """The level of a run's headline numbers: :data:`MAIN_LEVEL` (the paper's) when evaluated, else the
+    highest evaluated one."""
+    return MAIN_LEVEL if MAIN_LEVEL in levels else max(levels)
 
 
 def conditions(settings: Sequence[str] = SETTINGS, levels: Sequence[int] = (MAIN_LEVEL,)) -> list[Condition]:

@@ -40,7 +40,8 @@ def _gap(stat: dict[str, Any] | None) -> str:
     return pct(stat, key="value")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table: the header row, the separator, one line per row (cells as str)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
@@ -58,7 +59,7 @@ def main_table(summary: dict[str, Any], level: str) -> list[str]:
     lv = avg["levels"].get(level, {})
     rows.append([f"**Average** ({len(summary['benchmarks'])})", "", pct(avg.get("clean")), pct(lv.get("seen")),
                  pct(lv.get("unseen")), _gap(lv.get("gap_seen")), _gap(lv.get("gap_unseen"))])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def type_table(summary: dict[str, Any], level: str) -> list[str]:
@@ -76,7 +77,7 @@ def type_table(summary: dict[str, Any], level: str) -> list[str]:
     rows.append(["**Average**", pct(avg.get("clean"), se=False)]
                 + [pct(avg["types"]["seen"].get(t, {}).get(level), se=False) for t in seen]
                 + [pct(avg["types"]["unseen"].get(t, {}).get(level), se=False) for t in unseen])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _pool_order(summary: dict[str, Any], setting: str, names: list[str]) -> list[str]:
@@ -130,7 +131,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for name, b in summary["benchmarks"].items():
         for task, t in b.get("tasks", {}).items():
             rows.append([name, task, t["n_examples"], pct(t.get("clean")), pct(t.get("seen")), pct(t.get("unseen"))])
-    lines += _table(["Benchmark", "Task", "n", "Clean", "Seen", "Unseen"], rows)
+    lines += markdown_table(["Benchmark", "Task", "n", "Clean", "Seen", "Unseen"], rows)
     from roma.eval.official import report_lines
 
     lines += [""] + report_lines(summary)
@@ -251,7 +252,7 @@ def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str])
         lv = avg["levels"].get(level, {})
         rows.append([name, len(s["benchmarks"]), pct(avg.get("clean")), pct(lv.get("seen")), pct(lv.get("unseen")),
                      _gap(lv.get("gap_seen")), _gap(lv.get("gap_unseen"))])
-    lines += _table(["Model", "Benchmarks", "Clean", "Seen", "Unseen", "Δ seen", "Δ unseen"], rows)
+    lines += markdown_table(["Model", "Benchmarks", "Clean", "Seen", "Unseen", "Δ seen", "Δ unseen"], rows)
     benchmarks = sorted({b for s in summaries for b in s["benchmarks"]})
     for setting in ("clean", "seen", "unseen"):
         lines += ["", f"## {setting.capitalize()}", ""]
@@ -265,7 +266,7 @@ def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str])
                     stat = entry.get("clean") if setting == "clean" else entry["levels"].get(level, {}).get(setting)
                 row.append(pct(stat))
             rows.append(row)
-        lines += _table(["Benchmark", *names], rows)
+        lines += markdown_table(["Benchmark", *names], rows)
     mismatched = [n for n, s in zip(names, summaries) if sorted(s["benchmarks"]) != benchmarks]
     if mismatched:
         lines += ["", f"Note: {', '.join(mismatched)} did not run every benchmark; averages cover different sets."]

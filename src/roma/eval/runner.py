@@ -33,7 +33,15 @@ from roma.data.schema import unique_ids
 from roma.eval import official
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
-from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
+from roma.eval.protocol import (
+    MAIN_LEVEL,
+    SETTINGS,
+    Condition,
+    aggregate,
+    conditions,
+    main_level_of,
+    make_view,
+)
 from roma.eval.records import append_records, read_records, record_key
 from roma.provenance import provenance
 
@@ -330,7 +338,7 @@ def evaluate(
         config=config,
         data={item.name: item.source for item in data if item.source},
         official=official.summarize(results, {item.name: item.meta for item in data}),
-        main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
+        main_level=main_level_of(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
         counts={"records": len(results), "generated": generated, "reused": reused,

@@ -56,7 +56,7 @@ def degraded_views(
     its own K distinct types (``"independent"``, drawn from the view seed extended by ``("image", j)``). The
     parameters and noise of image ``j > 0`` are drawn from the view's seed extended by ``("image", j)``, so
     image 0 is degraded as a prompt's only image would be."""
-    level = args.view_level
+    level = args.degradation_level
     if types is None:
         seed = derive_seed(args.view_seed, step, example_id)
         first = sample_views(images[0], args.roma_views, seed=seed, pool=args.view_pool, level=level)
@@ -189,11 +189,11 @@ def degrade_rollout_images(args: RomaConfig, step: int, examples: list[dict[str,
         example_id = _example_id(example)
         seed = derive_seed(args.view_seed, step, example_id, "naive_aug")
         images = _example_images(example)
-        (view,) = sample_views(images[0], 1, seed=seed, pool=args.view_pool, level=args.view_level)
+        (view,) = sample_views(images[0], 1, seed=seed, pool=args.view_pool, level=args.degradation_level)
         pixels = [view.image]
         for j, image in enumerate(images[1:], start=1):
-            rng = np.random.default_rng(derive_seed(seed, "image", j, "view", 0, view.name, args.view_level))
-            pixels.append(apply(image, view.name, sample_params(view.name, args.view_level, rng)))
+            rng = np.random.default_rng(derive_seed(seed, "image", j, "view", 0, view.name, args.degradation_level))
+            pixels.append(apply(image, view.name, sample_params(view.name, args.degradation_level, rng)))
         degraded.append(with_images(example, [Image.fromarray(p) for p in pixels]))
     return degraded
 
