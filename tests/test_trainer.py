@@ -145,7 +145,7 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
     assert roma_config(tmp_path, suppress_ids, loss_type="dr_grpo").roma_agg == "fixed"
     assert not roma_config(tmp_path, suppress_ids, lambda_kl=0.0, lambda_aux=0.0).roma_terms_on
     document = roma_config(tmp_path, suppress_ids, degradation_pool="document", degradation_level="2", roma_views=3)
-    assert (document.view_pool, document.view_level) == (("scan_skew", "ink_bleed", "binarize", "moire"), 2)
+    assert (document.view_pool, document.degradation_level) == (("scan_skew", "ink_bleed", "binarize", "moire"), 2)
 
 
 @pytest.mark.parametrize(
