@@ -144,6 +144,8 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
     assert roma_config(tmp_path, suppress_ids, loss_type="grpo").roma_agg == "sequence"
     assert roma_config(tmp_path, suppress_ids, loss_type="dr_grpo").roma_agg == "fixed"
     assert not roma_config(tmp_path, suppress_ids, lambda_kl=0.0, lambda_aux=0.0).roma_terms_on
+    document = roma_config(tmp_path, suppress_ids, degradation_pool="document", degradation_level="2", roma_views=3)
+    assert (document.view_pool, document.degradation_level) == (("scan_skew", "ink_bleed", "binarize", "moire"), 2)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +159,10 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
         ({"kl_estimator": "k4"}, r"kl_estimator must be one of \['k1', 'k2', 'k3'\], got 'k4'"),
         ({"degradation_level": "4"}, r"degradation_level must be one of \[1, 2, 3, 'train'\], got '4'"),
         ({"degradation_pool": "unseen"}, r"degradation_level='train' needs degradation_pool='seen'"),
+        ({"degradation_pool": "document"}, r"needs degradation_pool='seen': the document types have no training"),
+        ({"degradation_pool": "weather", "degradation_level": "2"},
+         r"degradation_pool must be one of \['seen', 'unseen', 'imagenet-c', 'geometric', 'capture', 'document', 'all'\]"),
+        ({"roma_views": 4, "degradation_pool": "geometric", "degradation_level": "1"}, r"must be in \[1, 3\]"),
         ({"lambda_kl": -0.1}, r"lambda_kl must be a finite number >= 0, got -0.1"),
         ({"lambda_aux": math.nan}, r"lambda_aux must be a finite number >= 0, got nan"),
         ({"mode": "naive_aug", "lambda_kl": 0.05}, r"lambda_kl=0.05 has no effect with mode='naive_aug'"),

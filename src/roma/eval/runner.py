@@ -43,6 +43,7 @@ from roma.eval.protocol import (
     make_view,
 )
 from roma.eval.records import append_records, read_records, record_key
+from roma.eval.robustness import robustness_summary
 from roma.provenance import provenance
 
 SYNTHETIC = "synthetic"
@@ -332,6 +333,7 @@ def evaluate(
                 bar.update(len(chunk))
 
     summary = aggregate(results)
+    summary["robustness"] = robustness_summary(results)
     judge_errors = [{"benchmark": r["benchmark"], "id": r["id"], "type": r["type"], "level": r["level"],
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(

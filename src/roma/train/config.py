@@ -18,7 +18,7 @@ from roma.degrade.params import Level
 Mode = Literal["roma", "grpo", "naive_aug"]
 ViewSampling = Literal["step", "example"]
 AuxRatioAnchor = Literal["clean", "view"]
-Pool = Literal["seen", "unseen"]
+Pool = Literal["seen", "unseen", "imagenet-c", "geometric", "capture", "document", "all"]
 ViewImageTypes = Literal["shared", "independent"]
 # λ defaults per mode when left unset: the paper-style start of method.md §6 for ROMA, 0 otherwise.
 DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": (0.0, 0.0), "naive_aug": (0.0, 0.0)}
@@ -144,7 +144,8 @@ class RomaConfig(GRPOConfig):
         default="seen",
         metadata=_help(
             "Pool the view types come from (docs/degradations.md). Training uses the seen pool; the unseen "
-            "pool is held out for evaluation (it has fixed levels only, no training range)."
+            "pool is held out for evaluation. Every pool but seen has fixed levels only (no training range), "
+            "so the others (ImageNet-C, geometric, capture, document, all) serve ablations at level 1-3."
         ),
     )
     degradation_level: Level = field(
@@ -240,10 +241,10 @@ class RomaConfig(GRPOConfig):
                 f"roma_views (K) must be in [1, {len(pool)}]: the K views of an image have distinct types and "
                 f"the {self.degradation_pool} pool has {len(pool)} ({', '.join(pool)}); got {self.roma_views}"
             )
-        if self.degradation_pool == "unseen" and self.degradation_level == "train":
+        if self.degradation_pool != "seen" and self.degradation_level == "train":
             raise ValueError(
-                "degradation_level='train' needs degradation_pool='seen': the unseen types have no training "
-                "range (docs/degradations.md); use level 1, 2 or 3"
+                f"degradation_level='train' needs degradation_pool='seen': the {self.degradation_pool} types have "
+                "no training range (docs/degradations.md); use level 1, 2 or 3"
             )
 
         default_kl, default_aux = DEFAULT_LAMBDAS[self.mode]
