@@ -163,6 +163,12 @@ def test_exif_orientation_is_applied_once_at_decode_everywhere(tmp_path, process
     monkeypatch.setattr(degrade_cli, "render_grid", capture)
     assert degrade_cli.main([str(path), "--out", str(tmp_path / "g.png")]) == 2
     assert sizes == [(64, 128)]
+    # roma degrade-dataset's copies (and their replay) are upright too
+    from roma.degrade.dataset import degrade_encoded, replay
+
+    png, params, shape = degrade_encoded(raw, "jpeg", 1, seed=0)
+    assert shape == (128, 64) and Image.open(io.BytesIO(png)).size == (64, 128)
+    assert np.array_equal(replay({"type": "jpeg", "params": params}, raw), np.asarray(Image.open(io.BytesIO(png))))
 
 
 def test_huge_images_are_capped_at_the_processors_budget(processor):
