@@ -1,10 +1,11 @@
 """Batched greedy generation for evaluation: Hugging Face ``generate`` (default) or vLLM.
 
 A generator is a callable ``generator(prompts, images) -> completions``: ``prompts`` are
-conversational prompts of roma's schema (one user turn with an image placeholder and the text),
-``images`` the matching PIL images, and each completion is a :class:`Completion` (the decoded text and
-why generation stopped: ``"stop"`` at an end-of-turn token, ``"length"`` at ``max_new_tokens`` — a cut
-chain of thought that has no final answer yet) or a plain string (finish reason unknown).
+conversational prompts of roma's schema (one user turn with its image placeholders and the text),
+``images`` the matching PIL images — a prompt's image, or the list of its images in placeholder order —
+and each completion is a :class:`Completion` (the decoded text and why generation stopped: ``"stop"`` at
+an end-of-turn token, ``"length"`` at ``max_new_tokens`` — a cut chain of thought that has no final
+answer yet) or a plain string (finish reason unknown).
 
 Generation length: :data:`DEFAULT_MAX_NEW_TOKENS` (2048, the GPU recipes' ``max_completion_length``) or,
 for a folder written by ``roma train``, that run's ``max_completion_length`` (:func:`training_length`):
@@ -51,7 +52,9 @@ class Completion(NamedTuple):
     finish_reason: str | None
 
 
-Generator = Callable[[Sequence[list[dict[str, Any]]], Sequence[Image.Image]], list[Completion | str]]
+Generator = Callable[
+    [Sequence[list[dict[str, Any]]], Sequence[Image.Image | list[Image.Image]]], list[Completion | str]
+]
 Backend = Literal["auto", "hf", "vllm"]
 
 
@@ -105,7 +108,7 @@ class HFGenerator:
         tokenizer = self.processor.tokenizer
         side, tokenizer.padding_side = tokenizer.padding_side, "left"
         try:
-            inputs = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, images=flat_images(images), padding=True, return_tensors="pt")
         finally:
             tokenizer.padding_side = side
         inputs = inputs.to(self.model.device)
@@ -127,16 +130,17 @@ def vllm_llm_kwargs(
     path: str | Path,
     *,
     max_new_tokens: int,
+    max_images: int = 1,
     max_model_len: int | None = None,
     tensor_parallel_size: int = 1,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     dtype: str = "bfloat16",
 ) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM`` for evaluation (one image per prompt).
+    """Keyword arguments of ``vllm.LLM`` for evaluation (at most ``max_images`` images per prompt).
 
     ``max_model_len`` unset with ``max_pixels`` set: :data:`DEFAULT_PROMPT_TOKENS` + the image's tokens
-    (``roma.train.config.image_token_budget``) + ``max_new_tokens``; unset without ``max_pixels``: vLLM's
+    (``roma.train.config.image_token_budget``, per image) + ``max_new_tokens``; unset without ``max_pixels``: vLLM's
     default (the model's context, 262,144 tokens for Qwen3-VL, whose KV cache needs a large GPU share).
     ``ValueError`` for a ``tensor_parallel_size`` < 1 or a ``max_model_len`` below ``max_new_tokens``.
     """
@@ -146,13 +150,13 @@ def vllm_llm_kwargs(
         raise ValueError(f"tensor_parallel_size must be an int >= 1, got {tensor_parallel_size!r}")
     if max_model_len is None and max_pixels is not None:
         max_model_len = derived_max_model_length(
-            max_pixels=max_pixels, images_per_prompt=1, prompt_text_tokens=DEFAULT_PROMPT_TOKENS,
+            max_pixels=max_pixels, images_per_prompt=max_images, prompt_text_tokens=DEFAULT_PROMPT_TOKENS,
             max_completion_length=max_new_tokens,
         )
     if max_model_len is not None and max_model_len <= max_new_tokens:
         raise ValueError(f"max_model_len ({max_model_len}) must exceed max_new_tokens ({max_new_tokens})")
     kwargs: dict[str, Any] = {
-        "model": str(path), "dtype": dtype, "seed": 0, "limit_mm_per_prompt": {"image": 1},
+        "model": str(path), "dtype": dtype, "seed": 0, "limit_mm_per_prompt": {"image": max_images},
         "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
     }
     size = {k: v for k, v in (("shortest_edge", min_pixels), ("longest_edge", max_pixels)) if v is not None}
@@ -176,7 +180,7 @@ class VLLMGenerator:
     """Greedy generation with vLLM's offline engine (needs a GPU and the ``[gpu]`` extra; untried on a GPU).
 
     ``llm_kwargs`` are :func:`vllm_llm_kwargs`' (``max_model_len``, ``tensor_parallel_size``,
-    ``mm_processor_kwargs``, …).
+    ``mm_processor_kwargs``, ``max_images``, …).
     """
 
     def __init__(self, path: str | Path, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **llm_kwargs: Any) -> None:
@@ -193,13 +197,18 @@ class VLLMGenerator:
         inputs = [
             {
                 "prompt": self.processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True),
-                "multi_modal_data": {"image": image},
+                "multi_modal_data": {"image": image if isinstance(image, Image.Image) else list(image)},
             }
             for p, image in zip(prompts, images)
         ]
         outputs = self.llm.generate(inputs, self.params, use_tqdm=False)
         self.calls += 1
         return [Completion(o.outputs[0].text, o.outputs[0].finish_reason) for o in outputs]
+
+
+def flat_images(images: Sequence[Image.Image | Sequence[Image.Image]]) -> list[Image.Image]:
+    """The images of a batch in prompt order: a prompt's entry is its image, or the list of its images."""
+    return [image for entry in images for image in ([entry] if isinstance(entry, Image.Image) else entry)]
 
 
 def vllm_available() -> bool:
@@ -213,6 +222,7 @@ def build_generator(
     backend: Backend = "auto",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     dtype: torch.dtype | None = None,
+    max_images: int = 1,
     max_model_len: int | None = None,
     tensor_parallel_size: int = 1,
     min_pixels: int | None = None,
@@ -221,8 +231,9 @@ def build_generator(
     """``(generator, backend used)`` for a model folder or a loaded ``(model, processor)`` pair.
 
     ``backend="auto"`` picks vLLM for a folder when :func:`vllm_available`, else Hugging Face, loaded per
-    :func:`hf_load_settings` unless ``dtype`` is given. ``max_model_len`` and ``tensor_parallel_size``
-    are vLLM's; the pixel bounds apply to either backend's processor (``roma.models.apply_pixel_bounds``).
+    :func:`hf_load_settings` unless ``dtype`` is given. ``max_images``: the most images a prompt holds
+    (vLLM reserves room for them). ``max_model_len`` and ``tensor_parallel_size`` are vLLM's; the pixel
+    bounds apply to either backend's processor (``roma.models.apply_pixel_bounds``).
     """
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"backend must be one of ['auto', 'hf', 'vllm'], got {backend!r}")
@@ -241,7 +252,7 @@ def build_generator(
         if not torch.cuda.is_available():
             raise ValueError("backend 'vllm' needs a CUDA device; use backend 'hf'")
         generator = VLLMGenerator(
-            model, max_new_tokens=max_new_tokens, max_model_len=max_model_len,
+            model, max_new_tokens=max_new_tokens, max_images=max_images, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, **bounds,
         )
         return generator, "vllm"

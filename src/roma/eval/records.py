@@ -1,7 +1,8 @@
 """Evaluation records: an append-only ``records.jsonl``, one line per example × condition, for resume.
 
 A record holds ``benchmark, id, task, setting, type, level, params, answer, answer_type, completion,
-extracted, correct, judge`` (and ``judge_error`` when an LLM verdict could not be read). Its key is
+extracted, correct, judge`` (and ``judge_error`` when an LLM verdict could not be read), and ``n_images``,
+the images of its row (``params`` is then a list of one dict per image when there are several). Its key is
 ``(benchmark, id, setting, type, level)``: a resumed run skips every key already in the file.
 
 Records are appended a batch at a time and flushed to disk (``fsync``) before the next batch starts,

@@ -27,7 +27,9 @@ import datasets as hf_datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from roma.data.benchmarks import decode_image, parse_data_arg, read_benchmark
+from roma.data.benchmarks import parse_data_arg, read_benchmark
+from roma.data.images import ImageError, check_image_fit, prepare_row_images, undecoded_column
+from roma.data.schema import unique_ids
 from roma.eval import official
 from roma.eval.generation import Backend, Completion, Generator, build_generator, training_length
 from roma.eval.judge import RuleJudge, Verdict
@@ -91,65 +93,87 @@ def load_eval_data(
     return EvalData(loaded.spec.name, loaded.dataset, skipped, loaded.meta, info)
 
 
-def _undecoded_images(dataset: hf_datasets.Dataset) -> hf_datasets.Dataset:
-    feature = dataset.features.get("image")
-    if isinstance(feature, hf_datasets.Image) and feature.decode:
-        enabled = hf_datasets.is_progress_bar_enabled()
-        hf_datasets.disable_progress_bars()
-        try:
-            return dataset.cast_column("image", hf_datasets.Image(decode=False))
-        finally:
-            if enabled:
-                hf_datasets.enable_progress_bars()
-    return dataset
-
-
 class View(NamedTuple):
-    """One work item ready for generation: the example, its condition, the sampled parameters, the image."""
+    """One work item ready for generation: the example, its condition, the sampled parameters (one dict per
+    image), the images of the prompt (RGB, in prompt order)."""
 
     example: dict[str, Any]
     condition: Condition
-    params: dict[str, Any]
-    image: Image.Image
+    params: list[dict[str, Any]]
+    images: list[Image.Image]
 
 
 class _Examples:
-    """A dataset's examples, each image decoded once (work is example-major) and broken ones skipped.
+    """A dataset's examples, each row's images prepared once (work is example-major) and broken rows skipped.
 
-    Skips are appended to ``skipped`` (``{"id", "reason"}``): an image that cannot be decoded skips the
-    example; a degradation that fails on an image skips that one view.
+    Ids are made unique first (a repeated id gets ``#2``, ``#3``, …: records and seeds are keyed by it).
+    Images go through :func:`roma.data.images.prepare_row_images` (decoded, upright, RGB, capped at the
+    processor's ``max_pixels``; padded with ``image_fit="pad"``). Skips are appended to ``skipped``
+    (``{"id", "reason"}``): a row without an image, with an image that cannot be decoded or converted, that
+    the processor would refuse, or whose prompt has another number of image placeholders skips the example;
+    a degradation that fails on an image skips that one view.
     """
 
-    def __init__(self, dataset: hf_datasets.Dataset, skipped: list[dict[str, str]]) -> None:
-        self.dataset, self.skipped = _undecoded_images(dataset), skipped
-        self.ids: list[str] = list(self.dataset["id"])
-        self._cached: tuple[int, dict[str, Any], Image.Image] | None = None
+    def __init__(
+        self, dataset: hf_datasets.Dataset, skipped: list[dict[str, str]], image_processor: Any = None,
+        image_fit: str = "reject",
+    ) -> None:
+        self.dataset, self.skipped = dataset, skipped
+        for column in ("image", "images"):
+            if column in dataset.column_names:
+                self.dataset = undecoded_column(self.dataset, column)
+        self.ids: list[str] = unique_ids([str(i) for i in self.dataset["id"]])
+        self.image_processor, self.image_fit = image_processor, image_fit
+        self._cached: tuple[int, dict[str, Any], list[Image.Image]] | None = None
         self._broken: set[int] = set()
 
-    def _load(self, index: int) -> tuple[dict[str, Any], Image.Image] | None:
+    def _load(self, index: int) -> tuple[dict[str, Any], list[Image.Image]] | None:
         if index in self._broken:
             return None
         if self._cached is None or self._cached[0] != index:
-            example = self.dataset[index]
-            decoded = decode_image(example["image"])
-            if decoded is None:
+            example = {**self.dataset[index], "id": self.ids[index]}
+            try:
+                images = prepare_row_images(example, self.image_processor, image_fit=self.image_fit)
+                placeholders = _image_placeholders(example["prompt"])
+                if placeholders != len(images):
+                    raise ImageError(f"the prompt has {placeholders} image placeholder(s) for {len(images)} image(s)")
+            except ImageError as error:
                 self._broken.add(index)
-                self.skipped.append({"id": example["id"], "reason": "missing or corrupt image"})
+                self.skipped.append({"id": example["id"], "reason": str(error)})
                 return None
-            self._cached = (index, example, decoded[0])
+            self._cached = (index, example, images)
         return self._cached[1], self._cached[2]
 
     def view(self, index: int, condition: Condition, *, seed: int) -> View | None:
         loaded = self._load(index)
         if loaded is None:
             return None
-        example, image = loaded
+        example, images = loaded
         try:
-            pixels, params = make_view(image, condition, seed=seed, example_id=example["id"])
+            made = [make_view(image, condition, seed=seed, example_id=example["id"], image_index=j)
+                    for j, image in enumerate(images)]
         except (ValueError, TypeError) as error:
             self.skipped.append({"id": example["id"], "reason": f"{condition.type} L{condition.level}: {error}"})
             return None
-        return View(example, condition, params, pixels)
+        return View(example, condition, [params for _, params in made], [pixels for pixels, _ in made])
+
+
+def _max_images(dataset: hf_datasets.Dataset) -> int:
+    """The most images a row of ``dataset`` holds (1 for an ``image`` column), from the Arrow list lengths."""
+    if "images" not in dataset.column_names:
+        return 1
+    import pyarrow.compute as pc
+
+    longest = pc.max(pc.list_value_length(dataset.data.column("images"))).as_py()
+    return max(1, int(longest or 1))
+
+
+def _image_placeholders(prompt: Any) -> int:
+    """The number of ``{"type": "image"}`` parts of a conversational prompt."""
+    return sum(
+        1 for message in prompt if isinstance(message.get("content"), list)
+        for part in message["content"] if isinstance(part, dict) and part.get("type") == "image"
+    )
 
 
 def _record(name: str, view: View, completion: Completion, verdict: Verdict) -> dict[str, Any]:
@@ -157,7 +181,8 @@ def _record(name: str, view: View, completion: Completion, verdict: Verdict) -> 
     completion, finish_reason = completion
     record = {
         "benchmark": name, "id": example["id"], "task": example["task"], "setting": condition.setting,
-        "type": condition.type, "level": condition.level, "params": view.params, "answer": example["answer"],
+        "type": condition.type, "level": condition.level, "n_images": len(view.images),
+        "params": view.params[0] if len(view.params) == 1 else view.params, "answer": example["answer"],
         "answer_type": example["answer_type"], "completion": completion, "extracted": verdict.extracted,
         "correct": bool(verdict.correct), "judge": verdict.judge,
         # "length": generation hit max_new_tokens (a cut chain of thought); None: the generator did not say.
@@ -201,6 +226,7 @@ def evaluate(
     model_name: str | None = None,
     progress: bool = True,
     report: bool = True,
+    image_fit: str = "reject",
     engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model under the clean / seen / unseen protocol and return the summary.
@@ -226,6 +252,8 @@ def evaluate(
         model_name: label of the model in reports (default: the folder name).
         progress: show tqdm progress bars.
         report: also write ``report.md`` and the plots (needs ``out_dir``).
+        image_fit: an image the model's processor would refuse (Qwen-VL: aspect ratio above 200):
+            ``"reject"`` skips and lists its row, ``"pad"`` pads it with white until it is accepted.
         engine: further :func:`~roma.eval.generation.build_generator` arguments (``max_model_len``,
             ``tensor_parallel_size``, ``min_pixels``, ``max_pixels``).
 
@@ -239,6 +267,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_image_fit(image_fit)
     if not datasets:
         raise ValueError("give at least one dataset")
     judge = RuleJudge() if judge is None else judge
@@ -271,15 +300,18 @@ def evaluate(
         if model_or_path is None:
             raise ValueError("give model_or_path or a generator")
         generator, config["backend"] = build_generator(
-            model_or_path, backend=backend, max_new_tokens=max_new_tokens, **(engine or {})
+            model_or_path, backend=backend, max_new_tokens=max_new_tokens,
+            max_images=max(_max_images(item.dataset) for item in data), **(engine or {}),
         )
 
+    # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
+    image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
     results: list[dict[str, Any]] = []
     skipped: dict[str, list[dict[str, str]]] = {}
     generated = reused = 0
     for item in data:
         skipped[item.name] = list(item.skipped)
-        examples = _Examples(item.dataset, skipped[item.name])
+        examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
             for condition in conds:
@@ -296,7 +328,8 @@ def evaluate(
                 chunk = work[begin : begin + batch_size]
                 views = [v for v in (examples.view(i, c, seed=seed) for i, c in chunk) if v is not None]
                 if views:
-                    completions = generator([v.example["prompt"] for v in views], [v.image for v in views])
+                    images = [v.images[0] if len(v.images) == 1 else v.images for v in views]
+                    completions = generator([v.example["prompt"] for v in views], images)
                     if len(completions) != len(views):
                         raise RuntimeError(
                             f"the generator returned {len(completions)} completions for {len(views)} prompts"
