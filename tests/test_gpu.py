@@ -78,6 +78,9 @@ def test_apply_pixel_bounds_caps_the_image_tokens(tiny_model_dir):
     # smart_resize: 5000 x 4000 scaled by sqrt(2e7 / 16384) = 34.94 -> floor to multiples of 32: 128 x 96.
     assert grid == [1, 96 // 16, 128 // 16]
     assert grid[1] * grid[2] // 4 <= image_token_budget(128 * 128) - 2
+    from roma.data.images import processor_max_pixels
+
+    assert processor_max_pixels(processor.image_processor) == 128 * 128  # the cap of roma.data.images follows
     with pytest.raises(ValueError, match=r"min_pixels \(20000\) must not exceed max_pixels \(16384\)"):
         apply_pixel_bounds(processor, min_pixels=20000)
     with pytest.raises(TypeError, match="has no Qwen-VL image processor size"):

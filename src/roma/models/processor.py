@@ -108,4 +108,7 @@ def apply_pixel_bounds(processor: Any, *, min_pixels: int | None = None, max_pix
     if low > high:
         raise ValueError(f"min_pixels ({low}) must not exceed max_pixels ({high})")
     image_processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+    for name, value in (("min_pixels", low), ("max_pixels", high)):  # older configs keep them as attributes too
+        if getattr(image_processor, name, None) is not None:
+            setattr(image_processor, name, value)
     return processor
