@@ -16,12 +16,12 @@ import pytest
 
 from roma.data.benchmarks import (
     BENCHMARKS,
-    _json_rows,
     check_training_split,
     parse_rows,
     parse_wemath_options,
     read_benchmark,
 )
+from roma.data.benchmarks.sources import _json_rows
 from roma.data.schema import LETTERS, validate_example
 from roma.eval.cli import main as eval_main
 from roma.eval.runner import load_eval_data
