@@ -134,3 +134,76 @@ def test_accelerate_launch_two_processes(tiny_model_dir, tmp_path):
     logs = [line for line in result.stdout.splitlines() if "'roma/loss_inv'" in line]
     assert len(logs) == 2  # one log line per step, from the main process only
     assert (output_dir / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------ bad settings fail before any model loads
+
+
+def _recipe(tmp_path, text: str) -> str:
+    path = tmp_path / "recipe.yaml"
+    path.write_text("use_cpu: true\nbf16: false\nmodel_name_or_path: runs/none\noutput_dir: " + str(tmp_path / "out")
+                    + "\n" + text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_steps: 2.5\n", "max_steps must be an int, got 2.5 (float)"),
+        ("learning_rate: true\n", "learning_rate must be a float, got True (bool)"),
+        ("max_steps: 2\nlambda_kl: 0.1\nmax_steps: 3\n", "key 'max_steps' is repeated (lines 5 and 7)"),
+        ("dataset_size: 0\n", "dataset_size must be an int >= 1 (or unset), got 0"),
+    ],
+)
+def test_recipe_errors_name_the_key(tmp_path, capsys, text, message):
+    assert main(["--config", _recipe(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("roma train: ")
+
+
+def test_degradation_level_as_a_yaml_number(tmp_path):
+    training_args, _, _ = parse_args(["--config", _recipe(tmp_path, "degradation_level: 3\n")])
+    assert training_args.degradation_level == "3" and training_args.view_level == 3
+    training_args, _, _ = parse_args(["--config", _recipe(tmp_path, "degradation_level: '2'\n")])
+    assert training_args.view_level == 2
+    with pytest.raises(ValueError, match=r"degradation_level must be one of \['train', '1', '2', '3'\], got '4'"):
+        parse_args(["--config", _recipe(tmp_path, "degradation_level: 4\n")])
+
+
+def _checkpoint(folder, step, *, complete=True):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def test_resume_last_skips_incomplete_checkpoints(tmp_path):
+    from roma.train.cli import resolve_checkpoint
+
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 12, complete=False)  # killed before trainer_state.json
+    (_checkpoint(tmp_path, 14) / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    notes = []
+    assert resolve_checkpoint("last", str(tmp_path), log=notes.append) == str(tmp_path / "checkpoint-10")
+    assert notes == ["roma train: skipped incomplete checkpoint(s) checkpoint-14, checkpoint-12 (no readable "
+                     "trainer_state.json: a save was interrupted); resuming from checkpoint-10"]
+    with pytest.raises(ValueError, match="checkpoint-12' is incomplete"):
+        resolve_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path))
+    empty = tmp_path / "only-broken"
+    _checkpoint(empty, 4, complete=False)
+    with pytest.raises(ValueError, match=r"holds no complete checkpoint-\* folder \(incomplete, no readable "
+                                         r"trainer_state.json: checkpoint-4\)"):
+        resolve_checkpoint("last", str(empty))
+
+
+def test_unwritable_output_dir_fails_up_front(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    recipe = _recipe(tmp_path, "build_tiny_model: true\n")
+    assert main(["--config", recipe, "--output_dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roma train: output_dir ") and "file.txt/out' is not writable" in err
+    assert not (tmp_path / "runs").exists()  # nothing built

@@ -17,7 +17,8 @@ unknown key is an error. The run:
 3. adds the vision special tokens to ``generation_kwargs["suppress_tokens"]`` (transformers generation
    only; TRL's own list, which these replace, holds the image token alone);
 4. trains :class:`roma.train.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
-   or ``last`` for the newest ``checkpoint-*`` of ``output_dir``);
+   or ``last`` for the newest *complete* ``checkpoint-*`` of ``output_dir``: one whose
+   ``trainer_state.json``, written last, is readable; newer incomplete ones are named and skipped);
 5. writes ``config.yaml`` (the resolved configuration, re-usable as ``--config``), ``run_info.json``
    (package versions, git commit, command) and the final model and processor to ``output_dir``.
 """
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roma.preflight import check_field_types, check_writable_dir, load_yaml_mapping
 from roma.train.config import RomaConfig
 
 LAST_CHECKPOINT = "last"
@@ -90,7 +92,8 @@ class DataArguments:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, DataArguments]:
     """``--config recipe.yaml`` then ``--key value`` flags → ``(RomaConfig, ModelConfig, DataArguments)``.
 
-    Unknown keys in the recipe raise ``ValueError``; unknown flags exit with argparse's usage error.
+    Unknown or repeated keys in the recipe and values of the wrong type (``max_steps: 2.5``) raise
+    ``ValueError``; unknown flags exit with argparse's usage error.
     """
     from trl import ModelConfig, TrlParser
 
@@ -101,7 +104,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, Data
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        load_yaml_mapping(args[args.index("--config") + 1])  # a repeated key or invalid YAML: ValueError
     training_args, model_args, data_args = parser.parse_args_and_config(args=args)
+    for parsed in (training_args, model_args, data_args):
+        check_field_types(parsed)
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is required (a model folder, or a hub id on a machine with a hub)")
     return training_args, model_args, data_args
@@ -127,6 +134,10 @@ def load_train_dataset(data_args: DataArguments) -> Any:
 
 def check_data_args(data_args: DataArguments) -> None:
     """``ValueError`` for a dataset option that the chosen dataset would ignore, or an unknown reward."""
+    for name in ("dataset_size", "dataset_limit", "synthetic_image_size"):
+        value = getattr(data_args, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1 (or unset), got {value!r}: a run on 0 examples trains nothing")
     if data_args.dataset_name == "synthetic":
         if data_args.dataset_limit is not None:
             raise ValueError("dataset_limit applies to benchmarks; for the synthetic suite set dataset_size")
@@ -147,16 +158,61 @@ def reward_functions(names: Sequence[str]) -> list[Any]:
     return [REWARD_FUNCS[name] for name in names]
 
 
-def resolve_checkpoint(value: str | None, output_dir: str) -> str | bool | None:
-    """``resume_from_checkpoint`` as Trainer.train takes it: ``last`` → True (newest in output_dir)."""
+def is_complete_checkpoint(folder: str | Path) -> bool:
+    """Whether a checkpoint folder was saved to the end: ``trainer_state.json`` exists and parses.
+
+    transformers' ``Trainer._save_checkpoint`` writes the model, then the optimizer, scheduler and RNG
+    states, and ``trainer_state.json`` last; a save killed midway leaves a folder without it (or with a
+    truncated one), from which a resume crashes.
+    """
+    state = Path(folder) / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _checkpoint_step(folder: Path) -> int:
+    suffix = folder.name.removeprefix("checkpoint-")
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[Path]]:
+    """``(newest complete checkpoint-<step> folder of output_dir or None, the newer incomplete ones skipped)``."""
+    folders = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and _checkpoint_step(p) >= 0),
+                     key=_checkpoint_step, reverse=True)
+    skipped = []
+    for folder in folders:
+        if is_complete_checkpoint(folder):
+            return folder, skipped
+        skipped.append(folder)
+    return None, skipped
+
+
+def resolve_checkpoint(value: str | None, output_dir: str, *, log: Any = None) -> str | None:
+    """``resume_from_checkpoint`` as Trainer.train takes it: ``last`` → the newest *complete* checkpoint folder.
+
+    ``log`` (e.g. ``print``) is told which incomplete checkpoints were skipped. ``ValueError`` when there is
+    no complete checkpoint to resume from, or a named folder is not a complete checkpoint.
+    """
     if value is None:
         return None
     if value == LAST_CHECKPOINT:
-        if not any(Path(output_dir).glob("checkpoint-*")):
-            raise ValueError(f"resume_from_checkpoint='last' but {output_dir} holds no checkpoint-* folder")
-        return True
+        folder, skipped = latest_complete_checkpoint(output_dir)
+        names = ", ".join(p.name for p in skipped)
+        if folder is None:
+            why = f" (incomplete, no readable trainer_state.json: {names})" if skipped else ""
+            raise ValueError(f"resume_from_checkpoint='last' but {output_dir} holds no complete checkpoint-* folder{why}")
+        if skipped and log is not None:
+            log(f"roma train: skipped incomplete checkpoint(s) {names} (no readable trainer_state.json: a save was "
+                f"interrupted); resuming from {folder.name}")
+        return str(folder)
     if not Path(value).is_dir():
         raise ValueError(f"resume_from_checkpoint={value!r} is not a checkpoint folder (or use 'last')")
+    if not is_complete_checkpoint(value):
+        raise ValueError(f"resume_from_checkpoint={value!r} is incomplete (no readable trainer_state.json: its save "
+                         "was interrupted); use an earlier checkpoint or 'last'")
     return value
 
 
@@ -218,7 +274,8 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
 
     state = PartialState()
     check_model_path(model_args, data_args)
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
+                                    log=print if state.is_main_process else None)
     check_data_args(data_args)
     rewards = reward_functions(data_args.reward_funcs)
     model_path = model_args.model_name_or_path
@@ -228,6 +285,8 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
                 build_tiny_qwen3vl(model_path, seed=training_args.seed)
 
     train_dataset = load_train_dataset(data_args)
+    if len(train_dataset) == 0:
+        raise ValueError(f"the training set {data_args.dataset_name!r} has no example: nothing to train on")
     processor = AutoProcessor.from_pretrained(
         model_path, revision=model_args.model_revision, padding_side="left", truncation_side="left"
     )
@@ -275,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
         check_data_args(data_args)
         merged_model_init_kwargs(training_args, model_args)
+        check_writable_dir(training_args.output_dir, what="output_dir")
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2

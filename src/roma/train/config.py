@@ -141,7 +141,7 @@ class RomaConfig(GRPOConfig):
         default="train",
         metadata=_help(
             "'train' draws each view's parameters from its type's training range; '1'-'3' use a fixed "
-            "severity (level 3 lies outside the training range).",
+            "severity (level 3 lies outside the training range); a YAML number 1-3 is read as that level.",
             DEGRADATION_LEVELS,
         ),
     )
@@ -210,6 +210,8 @@ class RomaConfig(GRPOConfig):
             "degradation_level": DEGRADATION_LEVELS,
             "view_sampling": VIEW_SAMPLINGS,
         }
+        if isinstance(self.degradation_level, int) and not isinstance(self.degradation_level, bool):
+            self.degradation_level = str(self.degradation_level)  # a YAML `3` means the level "3"
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
