@@ -448,7 +448,12 @@ def _read_local(path: str, split: str | None, spec: BenchmarkSpec) -> datasets.D
     kinds = {"parquet" if f.suffix == ".parquet" else "json" for f in files}
     if len(kinds) != 1:
         raise ValueError(f"{spec.name}: {path!r} mixes parquet and json files; keep one format")
-    return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
+    empty = [str(f) for f in files if f.stat().st_size == 0]
+    if len(empty) == len(files):
+        raise ValueError(f"{spec.name}: read {path!r}: {', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty "
+                         "(0 bytes), so there is no row to use")
+    with _quiet_progress():
+        return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files if f.stat().st_size], split="train")
 
 
 def _read_hub(spec: BenchmarkSpec, split: str | None) -> datasets.Dataset:
@@ -585,6 +590,10 @@ def load_benchmark_with_skips(
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     examples, skipped = normalize_rows(data, spec)
+    if not examples:
+        why = (f"all {len(skipped)} have a missing or corrupt image (e.g. {skipped[0]!r})" if skipped
+               else "the source split is empty")
+        raise ValueError(f"{spec.name}: read {len(data)} row(s) from {name_or_path!r} and none is usable: {why}")
     with _quiet_progress():
         dataset = datasets.Dataset.from_list(examples, features=FEATURES)
     return dataset, skipped

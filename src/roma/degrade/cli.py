@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from roma.degrade.grid import render_grid
+from roma.preflight import check_writable_dir
 from roma.degrade.params import SEEN, TYPES, UNSEEN
 from roma.degrade.sample import sample_chart
 
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     types = list(dict.fromkeys(name for choice in args.types for name in _ALIASES.get(choice, (choice,))))
     levels = sorted(set(args.levels))
 
+    try:
+        check_writable_dir(args.out.parent, what="output folder")
+    except ValueError as err:
+        print(f"roma degrade: {err}", file=sys.stderr)
+        return 2
     if args.image is None:
         image, source = sample_chart(), "built-in sample chart"
     else:
@@ -54,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             with Image.open(args.image) as opened:
                 opened.load()
                 image, source = opened, str(args.image)
-        except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError) as err:
-            print(f"roma degrade: cannot read image {str(args.image)!r}: {err}", file=sys.stderr)
+        except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+            # OSError covers a missing file, a folder and a truncated or damaged image ("image file is truncated")
+            print(f"roma degrade: cannot read image {str(args.image)!r}: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
     try:
         grid, cells = render_grid(image, types=types, levels=levels, seed=args.seed, cell_size=args.cell_size)
@@ -63,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roma degrade: {err}", file=sys.stderr)
         return 2
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(args.out)
+    try:
+        Image.fromarray(grid).save(args.out)
+    except (OSError, ValueError) as err:  # e.g. an unknown file extension, a full disk
+        print(f"roma degrade: cannot write {str(args.out)!r}: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     print(f"{source}: {len(types)} types × levels {levels} -> {args.out} ({grid.shape[1]}×{grid.shape[0]} px)")
     for cell in cells:
         print(f"  {cell.name:<15} level {cell.level}  PSNR {cell.psnr:5.1f} dB  {cell.params}")

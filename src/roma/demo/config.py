@@ -299,15 +299,13 @@ def merge_config(base: dict[str, Any], update: dict[str, Any], *, source: str) -
 def build_config(*, quick: bool = False, config_file: str | Path | None = None,
                  overrides: dict[str, Any] | None = None) -> DemoConfig:
     """Defaults, then :data:`QUICK` (``quick``), then the YAML file, then ``overrides`` (the CLI flags)."""
-    import yaml
+    from roma.preflight import load_yaml_mapping
 
     values = asdict(DemoConfig())
     if quick:
         values = merge_config(values, QUICK, source="--quick")
     if config_file is not None:
-        loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping of demo settings, got {type(loaded).__name__}")
+        loaded = load_yaml_mapping(config_file)  # a repeated key is an error
         values = merge_config(values, loaded, source=str(config_file))
     if overrides:
         values = merge_config(values, overrides, source="command line")

@@ -52,6 +52,7 @@ from roma.demo.stages import (
     EvalData,
     StageCache,
     build_model,
+    check_recipes,
     eval_settings,
     run_eval,
     run_sft_stage,
@@ -73,6 +74,7 @@ def run_demo(config: DemoConfig, *, force: bool = False, log: Callable[[str], No
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    check_recipes(config)  # every recipe resolved before the first stage
     root = Path(config.out)
     root.mkdir(parents=True, exist_ok=True)
     files = Outputs.of(config)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(quick=args.quick, config_file=args.config,
                               overrides={k: v for k, v in flags.items() if v is not None})
+        check_recipes(config)
     except (ValueError, TypeError, OSError) as error:
         print(f"roma demo: {error}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,51 @@ def run_train(recipe: dict[str, Any], out_dir: Path, num_threads: int) -> None:
     recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     run(*parse_args(["--config", str(recipe_file)]))
     gc.collect()
+
+
+def check_recipes(config: DemoConfig) -> None:
+    """Resolve the SFT settings and every trained variant's ``roma train`` recipe against the real config
+    classes (:class:`roma.sft.SFTRunConfig`; ``RomaConfig`` / ``ModelConfig`` / ``DataArguments`` through
+    :func:`roma.train.cli.parse_args`, as the training stage does), without building or loading anything.
+
+    The ``roma`` block is resolved even when no ``roma*`` variant is chosen. Raises ``ValueError`` naming the
+    block or the variant and the bad key (``roma: {lamda_kl: 0.3}``, ``roma:roma_veiws=2``) — in the first
+    second, not after the SFT stage.
+    """
+    import tempfile
+
+    import yaml
+
+    from roma.demo.config import VARIANTS, parse_variant
+    from roma.preflight import check_writable_dir
+    from roma.sft import SFTRunConfig
+    from roma.train.cli import check_data_args, parse_args
+
+    check_writable_dir(config.out, what="output folder")
+    root = Path(config.out)
+    settings = sft_settings(config, root)
+    accepted = [f.name for f in fields(SFTRunConfig)]
+    unknown = sorted(set(settings) - set(accepted))
+    if unknown:
+        raise ValueError(f"sft: unknown setting(s) {unknown}; accepted: {accepted}")
+    try:
+        SFTRunConfig(**settings)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"sft: {error}") from None
+    checks = [(parse_variant(v), f"variant {v!r}") for v in config.variants]
+    checks = [(variant, label) for variant, label in checks if variant.trained]
+    if not any(VARIANTS[variant.name].uses_roma for variant, _ in checks):
+        checks.append((parse_variant("roma"), "the roma block"))
+    with tempfile.TemporaryDirectory(prefix="roma-demo-check-") as tmp:
+        for variant, label in checks:
+            recipe = train_recipe(config, variant, 0, base_model=root / "sft" / "model",
+                                  out_dir=root / "train" / variant.slug / "seed0")
+            recipe_file = Path(tmp) / "recipe.yaml"
+            recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+            try:
+                check_data_args(parse_args(["--config", str(recipe_file)])[2])
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{label}: {' '.join(str(error).split())}") from None
 
 
 def eval_dataset_name(config: DemoConfig) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -326,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", nargs="+", help="label per run (default: each run's model name)")
     parser.add_argument("--out", required=True, help="folder for comparison.md / .png / .json")
     args = parser.parse_args(argv)
+    from roma.preflight import check_writable_dir
+
     try:
+        check_writable_dir(args.out)
         paths = compare(args.runs, args.out, names=args.names)
     except (FileNotFoundError, ValueError) as error:
-        print(f"roma report: {error}")
+        print(f"roma report: {error}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)
