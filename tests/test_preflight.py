@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from roma import cli
-from roma.preflight import check_field_types, check_model_folder, check_writable_dir, load_yaml, load_yaml_mapping
+from roma.preflight import (
+    check_field_types,
+    check_model_folder,
+    check_writable_dir,
+    load_yaml,
+    load_yaml_mapping,
+)
 
 
 @pytest.fixture

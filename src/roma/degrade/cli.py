@@ -13,9 +13,9 @@ from pathlib import Path
 from PIL import Image
 
 from roma.degrade.grid import render_grid
-from roma.preflight import check_writable_dir
 from roma.degrade.params import SEEN, TYPES, UNSEEN
 from roma.degrade.sample import sample_chart
+from roma.preflight import check_writable_dir
 
 _ALIASES = {"all": TYPES, "seen": SEEN, "unseen": UNSEEN}
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roma.preflight import check_writable_dir
 from roma.models.builder import BUILD_INFO_FILE, TinyQwen3VLSpec, build_tiny_qwen3vl
+from roma.preflight import check_writable_dir
 
 
 def _str_to_bool(value: str) -> bool:
