@@ -153,6 +153,7 @@ def _recipe(tmp_path, text: str) -> str:
         ("learning_rate: true\n", "learning_rate must be a float, got True (bool)"),
         ("max_steps: 2\nlambda_kl: 0.1\nmax_steps: 3\n", "key 'max_steps' is repeated (lines 5 and 7)"),
         ("dataset_size: 0\n", "dataset_size must be an int >= 1 (or unset), got 0"),
+        ("num_train_epochs: 0\n", "max_steps=-1 and num_train_epochs=0 train 0 steps"),
     ],
 )
 def test_recipe_errors_name_the_key(tmp_path, capsys, text, message):

@@ -193,7 +193,7 @@ def check_recipes(config: DemoConfig) -> None:
     from roma.demo.config import VARIANTS, parse_variant
     from roma.preflight import check_writable_dir
     from roma.sft import SFTRunConfig
-    from roma.train.cli import check_data_args, parse_args
+    from roma.train.cli import check_budget, check_data_args, parse_args
 
     check_writable_dir(config.out, what="output folder")
     root = Path(config.out)
@@ -217,7 +217,9 @@ def check_recipes(config: DemoConfig) -> None:
             recipe_file = Path(tmp) / "recipe.yaml"
             recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
             try:
-                check_data_args(parse_args(["--config", str(recipe_file)])[2])
+                training_args, _, data_args = parse_args(["--config", str(recipe_file)])
+                check_data_args(data_args)
+                check_budget(training_args)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{label}: {' '.join(str(error).split())}") from None
 

@@ -148,6 +148,13 @@ def check_data_args(data_args: DataArguments) -> None:
     reward_functions(data_args.reward_funcs)
 
 
+def check_budget(training_args: RomaConfig) -> None:
+    """``ValueError`` for a run that would train 0 steps (``max_steps`` unset and ``num_train_epochs`` <= 0)."""
+    if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise ValueError(f"max_steps={training_args.max_steps} and num_train_epochs={training_args.num_train_epochs} "
+                         "train 0 steps: set max_steps >= 1 or num_train_epochs > 0")
+
+
 def reward_functions(names: Sequence[str]) -> list[Any]:
     """The reward functions named in ``roma.rewards.REWARD_FUNCS``; ``ValueError`` for an unknown name."""
     from roma.rewards import REWARD_FUNCS
@@ -333,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         check_model_path(model_args, data_args)
         resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
         check_data_args(data_args)
+        check_budget(training_args)
         merged_model_init_kwargs(training_args, model_args)
         check_writable_dir(training_args.output_dir, what="output_dir")
     except ValueError as err:
