@@ -63,34 +63,44 @@ def _stub(prompts, images):
     return ["<think>x</think>\\boxed{1}"] * len(prompts)
 
 
+SECOND = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import roma.cli, roma.eval.cli, roma.eval.runner  # imported while the first run starts
+
+    go = Path(sys.argv[1])
+    while not go.exists():
+        time.sleep(0.05)
+    sys.exit(roma.cli.main(sys.argv[2:]))
+    """
+)
+
+
 def test_second_run_into_a_locked_out_dir_fails_and_a_killed_run_frees_it(tmp_path):
-    out, release = tmp_path / "out", tmp_path / "release"
+    out, release, go = tmp_path / "out", tmp_path / "release", tmp_path / "go"
     model = tmp_path / "model"
     model.mkdir()
+    argv = ["eval", "--model", str(model), "--data", "synthetic", "--limit", "1", "--settings", "clean", "--out",
+            str(out), "--no-progress"]
+    second = subprocess.Popen([sys.executable, "-c", SECOND, str(go), *argv], env=dict(os.environ),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = _start_holder(out, release)
     try:
-        second = subprocess.run(
-            [sys.executable, "-m", "roma.cli", "eval", "--model", str(model), "--data", "synthetic", "--limit", "1",
-             "--settings", "clean", "--out", str(out), "--no-progress"],
-            env=dict(os.environ), capture_output=True, text=True, timeout=300,
-        )
+        go.touch()
+        _, err = second.communicate(timeout=300)
         assert first.poll() is None  # the first run still holds the folder
         assert second.returncode == 2
-        assert second.stderr.strip() == (f"roma eval: {out} is in use by another run (pid {first.pid}); wait for it to "
-                                         "finish or use another --out")
+        assert err.strip() == (f"roma eval: {out} is in use by another run (pid {first.pid}); wait for it to finish or "
+                               "use another --out")
     finally:
-        release.touch()
-    assert first.wait(timeout=120) == 0, first.communicate()
-    assert len(read_records(out / "records.jsonl")) == 1  # written once
-
-    # kill -9 while holding the lock: the kernel releases it, the next run resumes
-    release.unlink()
-    killed = _start_holder(tmp_path / "killed", release)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=60)
-    summary = evaluate(None, ["synthetic"], limit=1, settings=["clean"], generator=_stub, out_dir=tmp_path / "killed",
+        second.kill()
+        first.send_signal(signal.SIGKILL)  # kill -9 while holding the lock: the kernel releases it
+        first.wait(timeout=60)
+    summary = evaluate(None, ["synthetic"], limit=1, settings=["clean"], generator=_stub, out_dir=out,
                        progress=False, report=False)
     assert summary["counts"]["generated"] == 1
+    assert len(read_records(out / "records.jsonl")) == 1  # written once
 
 
 def test_records_carry_the_run_identity_and_another_model_is_refused(tiny_model_dir, tmp_path):
