@@ -12,12 +12,13 @@ from PIL import Image
 from roma.data.benchmarks import (
     BENCHMARKS,
     CHARTQA_TOLERANCE,
+    MATHVISTA_HINTS,
     load_benchmark,
     load_benchmark_with_skips,
     parse_options,
     resolve_benchmark,
 )
-from roma.data.schema import COLUMNS, prompt_text, validate_example
+from roma.data.schema import CHOICE_INSTRUCTION, COLUMNS, INSTRUCTION, prompt_text, validate_example
 
 
 def png(colour=(200, 30, 30), size=(40, 32), mode="RGB") -> bytes:
@@ -86,8 +87,12 @@ def test_mathvista(tmp_path):
     assert ds["answer_type"] == ["choice", "number", "number", "text"]
     # precision 1 -> rounding to 0.1 -> half a unit (0.05) relative to 1.2
     assert ds["tolerance"][:2] == [0.0, 0.0] and ds["tolerance"][2] == pytest.approx(0.05 / 1.2)
-    assert user_text(ds[0]) == prompt_text("Which bar is taller?", ["left", "right"])
-    assert user_text(ds[1]).startswith("What is the total volume of the measuring cup? (Unit: g)\n")
+    # lmms-eval mathvista_testmini_cot (step-by-step): Question, Choices, the hint of the answer type
+    assert user_text(ds[0]) == ("Question: Which bar is taller?\nChoices:\n(A) left\n(B) right\n"
+                                + MATHVISTA_HINTS["multi_choice"] + "\n" + CHOICE_INSTRUCTION)
+    assert user_text(ds[1]) == ("Question: What is the total volume of the measuring cup? (Unit: g)\n"
+                                + MATHVISTA_HINTS["integer"] + "\n" + INSTRUCTION)
+    assert "floating-point number with one decimal place" in user_text(ds[2])
 
 
 def test_wemath(tmp_path):
@@ -116,7 +121,7 @@ def test_chartqa_both_hub_layouts(tmp_path):
                 split="test")
     ds = load_benchmark(path)  # the benchmark is recognised from the folder name
     check_schema(ds, "chartqa")
-    assert ds["id"] == ["chartqa-0", "chartqa-1"] and ds["task"] == ["human_test", "augmented_test"]
+    assert ds["id"] == ["chartqa-0", "chartqa-1"] and ds["task"] == ["human", "augmented"]
     assert ds["answer_type"] == ["number", "text"]
     assert ds["tolerance"] == [CHARTQA_TOLERANCE, 0.0] and CHARTQA_TOLERANCE == 0.05
 
@@ -124,7 +129,7 @@ def test_chartqa_both_hub_layouts(tmp_path):
     features = {"image": datasets.Image(), "query": S, "label": datasets.List(S),
                 "human_or_machine": datasets.ClassLabel(names=["human", "machine"])}
     ds = load_benchmark(save(tmp_path, "m4", m4, features, split="test"), benchmark="chartqa")
-    assert ds["answer"] == ["4"] and ds["task"] == ["machine"] and ds["tolerance"] == [0.05]
+    assert ds["answer"] == ["4"] and ds["task"] == ["augmented"] and ds["tolerance"] == [0.05]  # machine = augmented
 
 
 def test_logicvista_letters_inline_or_in_image(tmp_path):
@@ -160,7 +165,8 @@ def test_mmstar_inline_options(tmp_path):
     assert ds[0]["choices"] == ["The suitcase is on the book.", "The suitcase is beneath the cat.",
                                 "The cat, a dog.", "None of them."]
     assert ds[0]["answer"] == "D" and ds[0]["answer_type"] == "choice"
-    assert user_text(ds[0]).startswith("Which option describes the relation correctly?\nOptions:\nA. The suitcase")
+    # lmms-eval mmstar: the question as written
+    assert user_text(ds[0]).startswith("Which option describes the relation correctly?\nOptions: A: The suitcase")
 
 
 def test_visualpuzzles_options_list_or_null(tmp_path):
@@ -172,14 +178,15 @@ def test_visualpuzzles_options_list_or_null(tmp_path):
              "options": None, "answer": "B"}]
     # the hub renamed this split train -> test; a copy with the old name still loads (with a warning)
     path = save(tmp_path, "vp", rows, features, split="train")
-    with pytest.warns(UserWarning, match="using the only split 'train'"):
+    with pytest.warns(UserWarning, match="has no split 'test'; reading 'train', its older name"):
         ds = load_benchmark(path, benchmark="visualpuzzles")
     check_schema(ds, "visualpuzzles")
     assert ds["id"] == ["visualpuzzles-3", "visualpuzzles-4"]
     assert ds["answer_type"] == ["choice", "text"] and ds["answer"] == ["C", "B"]
     assert ds["choices"] == [["32", "35", "37", "40"], []]
-    assert "The options are shown in the image." in user_text(ds[1])
-    with pytest.raises(ValueError, match=r"visualpuzzles: no split 'dev'; available splits: \['train'\]"):
+    assert user_text(ds[1]).startswith("Question: Which figure can he not make?\nOptions: Choose from (A) (B) (C) "
+                                       "(D) in the image.\n")
+    with pytest.raises(ValueError, match=r"visualpuzzles: no split 'dev' in .*; available splits: \['train'\]"):
         load_benchmark(path, benchmark="visualpuzzles", split="dev")
 
 
@@ -217,13 +224,18 @@ def test_corrupt_or_missing_images_are_skipped_and_counted(tmp_path):
             {"image": {"bytes": b"not an image at all", "path": None}, "question": "q1", "answer": "1"},
             {"image": None, "question": "q2", "answer": "1"},
             {"image": img(mode="L"), "question": "q3", "answer": "1"}]
+    rows += [{"image": img(), "question": f"q{i}", "answer": "1"} for i in range(4, 10)]
     path = save(tmp_path, "rw", rows, features, split="test")
     ds, skipped = load_benchmark_with_skips(path, benchmark="realworldqa")
-    assert skipped == ["realworldqa-1", "realworldqa-2"]
-    assert ds["id"] == ["realworldqa-0", "realworldqa-3"]
+    assert skipped == [("realworldqa-1", "missing or corrupt image"), ("realworldqa-2", "missing or corrupt image")]
+    assert ds["id"] == ["realworldqa-0"] + [f"realworldqa-{i}" for i in range(3, 10)]
     assert ds[1]["image"].mode == "RGB"  # a grey-scale source is converted
-    with pytest.warns(UserWarning, match=r"skipped 2 row\(s\) with a missing or corrupt image"):
+    with pytest.warns(UserWarning, match=r"skipped 2 of 10 row\(s\): realworldqa-1 \(missing or corrupt image\)"):
         load_benchmark(path, benchmark="realworldqa")
+    # 2 of 4 rows unusable is more than the 20 % allowed: an error naming the share and the first bad rows
+    with pytest.raises(ValueError, match=r"^realworldqa \(test split of .*\): 2 of 4 rows \(50%\) are unusable, "
+                                         r"more than the 20% allowed; first: realworldqa-1 \(missing or corrupt"):
+        load_benchmark(path, benchmark="realworldqa", limit=4)
 
 
 def test_missing_field_names_the_benchmark_and_field(tmp_path):
@@ -233,7 +245,8 @@ def test_missing_field_names_the_benchmark_and_field(tmp_path):
         load_benchmark(path, benchmark="realworldqa")
     path = save(tmp_path, "y", [{"image": img(), "question": "q", "answer": None}],
                 {"image": datasets.Image(), "question": S, "answer": S}, split="test")
-    with pytest.raises(ValueError, match=r"^realworldqa: row 'realworldqa-0', field 'answer': field 'answer' is empty"):
+    with pytest.raises(ValueError, match=r"1 of 1 rows \(100%\) are unusable.*first: realworldqa-0 \(answer: "
+                                         r"field 'answer' is empty\)"):
         load_benchmark(path, benchmark="realworldqa")
 
 

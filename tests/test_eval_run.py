@@ -112,16 +112,24 @@ def test_corrupt_rows_are_skipped_and_counted(tiny, tmp_path):
 
     rows = [{"image": png(10), "question": "How many cars?", "answer": "2"},
             {"image": {"bytes": b"\x89PNG broken", "path": None}, "question": "Is it red?", "answer": "Yes"},
-            {"image": png(200), "question": "Is it red?", "answer": "Yes"}]
+            {"image": png(200), "question": "Is it red?", "answer": "Yes"},
+            {"image": png(90), "question": "Is it blue?", "answer": "No"},
+            {"image": png(120), "question": "", "answer": "No"},  # no question: skipped by the loader
+            {"image": png(150), "question": "Is it green?", "answer": "No"}]
+    rows += [{"image": png(c), "question": "How many cars?", "answer": "1"} for c in (20, 30, 40, 50)]
     features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
                                   "answer": datasets.Value("string")})
     datasets.Dataset.from_list(rows, features=features).save_to_disk(str(tmp_path / "realworldqa"))
     summary = evaluate(None, [str(tmp_path / "realworldqa")], settings=("clean", "seen"), generator=tiny,
                        out_dir=tmp_path / "out", progress=False, report=False)
-    assert summary["skipped"]["realworldqa"] == [{"id": "realworldqa-1", "reason": "missing or corrupt image"}]
-    assert summary["counts"]["skipped_examples"] == {"realworldqa": 1}
-    assert summary["benchmarks"]["realworldqa"]["n_examples"] == 2
-    assert summary["counts"]["records"] == 2 * (1 + len(SEEN))
+    assert summary["skipped"]["realworldqa"] == [{"id": "realworldqa-1", "reason": "missing or corrupt image"},
+                                                 {"id": "realworldqa-4", "reason": "question: field 'question' is empty"}]
+    assert summary["counts"]["skipped_examples"] == {"realworldqa": 2}  # 2 of 10 rows: within the 20 % allowed
+    assert summary["benchmarks"]["realworldqa"]["n_examples"] == 8
+    assert summary["counts"]["records"] == 8 * (1 + len(SEEN))
+    assert summary["data"]["realworldqa"] == {"origin": str(tmp_path / "realworldqa"), "split": "test", "rows": 10,
+                                              "loaded": 8}
+    assert summary["official"]["realworldqa"]["clean"]["n"] == 8
 
 
 def test_llm_judge_in_a_run_keeps_records_when_the_judge_dies(tiny, tmp_path):
@@ -192,3 +200,33 @@ def test_cli_argument_errors(capsys, tmp_path):
     assert eval_main(["--model", str(tmp_path), "--data", "nonexistent-benchmark", "--out", str(out), "--no-progress"]) == 2
     assert not out.exists()
     assert "is neither a benchmark name" in capsys.readouterr().err
+
+
+def test_roma_eval_names_the_benchmark_and_split_of_a_local_copy(tiny_model_dir, tmp_path, capsys):
+    """``--data NAME=PATH --split S`` on the HuggingFaceM4 ChartQA folder (train / val / test shards)."""
+    from test_bench_fixtures import FIXTURES
+
+    out = tmp_path / "m4"
+    assert eval_main(["--model", str(tiny_model_dir), "--data", f"chartqa={FIXTURES / 'chartqa' / 'ChartQA-M4'}",
+                      "--split", "val", "--settings", "clean", "--max-new-tokens", "4", "--out", str(out),
+                      "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["splits"] == ["val"]
+    assert summary["data"]["chartqa"]["split"] == "val" and summary["data"]["chartqa"]["rows"] == 2
+    assert summary["benchmarks"]["chartqa"]["n_examples"] == 2
+    assert summary["official"]["chartqa"]["metric"] == "relaxed accuracy (5 %)"
+    assert summary["official"]["chartqa"]["clean"]["n"] == 2
+    report = (out / "report.md").read_text()
+    assert "## Official metrics" in report and "| chartqa | relaxed accuracy (5 %) |" in report
+    capsys.readouterr()
+    # a row without a question is skipped, listed on the console and in the report, and the run goes on
+    empty = tmp_path / "lv"
+    assert eval_main(["--model", str(tiny_model_dir), "--data",
+                      f"logicvista={FIXTURES / 'logicvista' / 'logicvista-with-empty-row.parquet'}", "--limit", "9",
+                      "--settings", "clean", "--max-new-tokens", "2", "--out", str(empty), "--no-progress"]) == 0
+    assert ("roma eval: logicvista: skipped 1 of 9 row(s): logicvista-v1_382 (question: field 'question' is empty)"
+            in capsys.readouterr().err)
+    assert "- logicvista: 1 example(s) skipped of 9 rows: `logicvista-v1_382` (question: field 'question' is empty)" \
+        in (empty / "report.md").read_text()
+    assert eval_main(["--model", "m", "--data", "synthetic", "mathvista", "--split", "a", "b", "c"]) == 2
+    assert "give one split for all datasets or one per dataset: 3 splits for 2 datasets" in capsys.readouterr().err

@@ -200,8 +200,9 @@ def test_console_says_skipped_and_changed_rows(tiny_model_dir, tmp_path, capsys)
     images.mkdir()
     Image.new("RGB", (64, 64), (200, 10, 10)).save(images / "red.png")
     (images / "broken.png").write_bytes(b"\x89PNG broken")
-    rows = [{"query": "How many bars?", "label": "2", "image": str(images / "red.png")},
-            {"query": "Which is tallest?", "label": "B", "image": str(images / "broken.png")}]
+    rows = [{"query": f"How many bars are there in chart {i}?", "label": str(i), "image": str(images / "red.png")}
+            for i in range(4)]  # 1 unusable row in 5: within the loader's 20 % allowance
+    rows.append({"query": "Which is tallest?", "label": "B", "image": str(images / "broken.png")})
     data = tmp_path / "chartqa.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"

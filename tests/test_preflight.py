@@ -137,18 +137,24 @@ def test_benchmark_file_without_a_usable_row(tmp_path, capsys):
 
     empty = tmp_path / "chartqa.jsonl"
     empty.write_text("")
-    with pytest.raises(ValueError, match=r"^chartqa: read '.*chartqa.jsonl': .*chartqa.jsonl is empty \(0 bytes\), so "
-                                         r"there is no row to use$"):
+    with pytest.raises(ValueError, match=r"^chartqa \(test split of .*chartqa.jsonl\): read 0 rows \(an empty file or "
+                                         r"split\), so there is no row to use$"):
         load_benchmark_with_skips(str(empty))
     broken = tmp_path / "broken" / "chartqa.jsonl"
     broken.parent.mkdir()
     broken.write_text('{"query": "q1", "label": "1", "image": null}\n{"query": "q2", "label": "2", "image": null}\n')
-    with pytest.raises(ValueError, match=r"^chartqa: read 2 row\(s\) from '.*chartqa.jsonl' and none is usable: all 2 "
-                                         r"have a missing or corrupt image \(e.g. 'chartqa-0'\)$"):
+    with pytest.raises(ValueError, match=r"^chartqa \(test split of .*chartqa.jsonl\): 2 of 2 rows \(100%\) are "
+                                         r"unusable, more than the 20% allowed; first: chartqa-0 \(missing or corrupt "
+                                         r"image\); chartqa-1"):
         load_benchmark_with_skips(str(broken))
+    from roma.data.benchmarks import read_benchmark
+
+    with pytest.raises(ValueError, match=r"^chartqa \(test split of .*chartqa.jsonl\): read 2 row\(s\) and none is "
+                                         r"usable; first: chartqa-0 \(missing or corrupt image\)$"):
+        read_benchmark(str(broken), max_skipped_share=1.0)
     assert cli.main(["eval", "--model", str(tmp_path), "--data", str(broken), "--out", str(tmp_path / "o"),
                      "--no-progress"]) == 2
-    assert "none is usable" in _one_line_error(capsys, "eval")
+    assert "2 of 2 rows (100%) are unusable" in _one_line_error(capsys, "eval")
 
 
 def test_demo_resolves_every_recipe_in_the_first_second(tmp_path, capsys):

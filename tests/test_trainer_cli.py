@@ -136,6 +136,25 @@ def test_accelerate_launch_two_processes(tiny_model_dir, tmp_path):
     assert (output_dir / "model.safetensors").exists()
 
 
+def test_training_data_names_its_copy_and_never_reads_a_test_split(tmp_path):
+    """``--data mmrl30k=PATH --split S`` as in ``roma eval``; MMRL30k's k12_test is never training data."""
+    from roma.train.cli import DataArguments, load_train_dataset
+
+    mmrl = REPO / ".." / "shared" / "bench-fixtures" / "mmrl30k" / "MMRL30k"
+    _, _, data_args = parse_args(["--model_name_or_path", "x/y", "--use_cpu", "true", "--data", f"mmrl30k={mmrl}",
+                                  "--split", "train"])
+    assert (data_args.dataset_name, data_args.dataset_split) == (f"mmrl30k={mmrl}", "train")
+    train = load_train_dataset(data_args)
+    assert train["answer"] == ["3", "34", "C", "\\frac{1}{2}"]  # the 4 train rows, not the 2 k12_test rows
+    with pytest.raises(ValueError, match="mmrl30k: split 'k12_test' is held out for evaluation"):
+        load_train_dataset(DataArguments(dataset_name=f"mmrl30k={mmrl}", dataset_split="k12_test"))
+    shard = next((mmrl / "data").glob("k12_test-*.parquet"))
+    with pytest.raises(ValueError, match="mmrl30k: split 'k12_test' is held out for evaluation"):
+        load_train_dataset(DataArguments(dataset_name=f"mmrl30k={shard}"))  # a file of the test split
+    with pytest.raises(ValueError, match="mathvista: split 'testmini' is held out for evaluation"):
+        load_train_dataset(DataArguments(dataset_name="mathvista"))
+
+
 # ------------------------------------------------------------------ bad settings fail before any model loads
 
 

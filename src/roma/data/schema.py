@@ -33,6 +33,8 @@ LETTERS: str = string.ascii_uppercase
 INSTRUCTION = (
     "Think step by step inside <think> </think> tags, then give the final answer in \\boxed{}."
 )
+CHOICE_INSTRUCTION = INSTRUCTION + " Answer with the option's letter."
+"""The instruction of a multiple-choice example."""
 
 
 def format_choices(choices: list[str]) -> str:
@@ -49,10 +51,19 @@ def prompt_text(question: str, choices: list[str] | None = None) -> str:
     parts = [question.strip()]
     if choices:
         parts.append("Options:\n" + format_choices(list(choices)))
-        parts.append(INSTRUCTION + " Answer with the option's letter.")
+        parts.append(CHOICE_INSTRUCTION)
     else:
         parts.append(INSTRUCTION)
     return "\n".join(parts)
+
+
+def make_text_prompt(body: str, *, choice: bool = False) -> list[dict[str, Any]]:
+    """A prompt from text already laid out as its benchmark writes it (question, options, hints), followed
+    by roma's instruction (:data:`CHOICE_INSTRUCTION` when ``choice``): one user turn, image then text."""
+    if not isinstance(body, str) or not body.strip():
+        raise ValueError(f"body must be a non-empty string, got {body!r}")
+    text = body.strip() + "\n" + (CHOICE_INSTRUCTION if choice else INSTRUCTION)
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
 def make_prompt(question: str, choices: list[str] | None = None) -> list[dict[str, Any]]:

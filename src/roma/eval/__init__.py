@@ -6,6 +6,7 @@
 - :mod:`roma.eval.generation` — batched greedy generation (transformers; vLLM when available);
 - :mod:`roma.eval.judge` — the rule judge and the OpenAI-compatible LLM judge;
 - :mod:`roma.eval.records` — the append-only ``records.jsonl``;
+- :mod:`roma.eval.official` — each benchmark's official metric, beside roma's accuracy;
 - :mod:`roma.eval.report` — ``report.md``, plots and ``roma report`` (several runs side by side).
 
 ``roma eval`` is :mod:`roma.eval.cli`.

@@ -2,7 +2,7 @@
 
 Example::
 
-    roma eval --model runs/roma/final --data synthetic mathvista ./copies/ChartQA --levels 3 --out evals/roma
+    roma eval --model runs/roma/final --data synthetic mathvista chartqa=./copies/ChartQA-M4 --levels 3 --out evals/roma
 
 An interrupted run resumes when the same command is run again (finished records are kept in
 ``OUT/records.jsonl``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
@@ -26,9 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="model folder (Qwen3-VL, e.g. the tiny one or a checkpoint)")
     parser.add_argument(
-        "--data", nargs="+", required=True, metavar="NAME",
-        help="'synthetic', a benchmark name (mathvista, wemath, chartqa, logicvista, mmstar, visualpuzzles, "
-             "realworldqa, mmrl30k), its hub id, or a local copy (save_to_disk folder, parquet/json files)",
+        "--data", nargs="+", required=True, metavar="NAME[=PATH]",
+        help="'synthetic'; a benchmark name (mathvista, wemath, chartqa, logicvista, mmstar, visualpuzzles, "
+             "realworldqa, mmrl30k) or its hub id, read from the local Hugging Face cache (never downloaded); "
+             "or NAME=PATH for a local copy (save_to_disk folder, downloaded repository snapshot or its data/ "
+             "folder, parquet / arrow / json / jsonl file) or a hub copy (chartqa=HuggingFaceM4/ChartQA). A "
+             "bare PATH works when its name starts with the benchmark's (./MathVista)",
+    )
+    parser.add_argument(
+        "--split", nargs="+", metavar="S",
+        help="source split: one for every benchmark, or one per --data entry (default: each benchmark's "
+             "evaluation split, e.g. mathvista testmini, mmstar val, chartqa test); never merged with another",
     )
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="default: all three")
     parser.add_argument("--levels", nargs="+", type=int, choices=LEVELS, default=[MAIN_LEVEL],
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         judge = RuleJudge()
     try:
         summary = evaluate(
-            args.model, args.data, settings=args.settings, levels=args.levels, limit=args.limit,
+            args.model, args.data, splits=args.split, settings=args.settings, levels=args.levels, limit=args.limit,
             batch_size=args.batch_size, out_dir=args.out, seed=args.seed, max_new_tokens=args.max_new_tokens,
             judge=judge, backend=args.backend, model_name=args.name, progress=not args.no_progress,
         )

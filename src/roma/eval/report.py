@@ -132,14 +132,21 @@ def render_markdown(summary: dict[str, Any]) -> str:
         for task, t in b.get("tasks", {}).items():
             rows.append([name, task, t["n_examples"], pct(t.get("clean")), pct(t.get("seen")), pct(t.get("unseen"))])
     lines += _table(["Benchmark", "Task", "n", "Clean", "Seen", "Unseen"], rows)
+    from roma.eval.official import report_lines
+
+    lines += [""] + report_lines(summary)
     skipped = {k: v for k, v in summary.get("skipped", {}).items() if v}
     lines += ["", "## Skipped rows and judge errors", ""]
     if not skipped and not summary.get("judge_errors"):
         lines.append("None.")
     for name, items in skipped.items():
-        ids = sorted({s["id"] for s in items})
-        lines.append(f"- {name}: {len(ids)} example(s) skipped: " + ", ".join(f"`{i}`" for i in ids[:20])
-                     + (" ..." if len(ids) > 20 else ""))
+        reasons: dict[str, str] = {}
+        for s in items:
+            reasons.setdefault(s["id"], s["reason"])
+        rows = summary.get("data", {}).get(name, {}).get("rows")
+        lines.append(f"- {name}: {len(reasons)} example(s) skipped" + (f" of {rows} rows" if rows else "") + ": "
+                     + "; ".join(f"`{i}` ({r})" for i, r in list(reasons.items())[:20])
+                     + (" ..." if len(reasons) > 20 else ""))
     if summary.get("judge_errors"):
         lines.append(f"- {len(summary['judge_errors'])} record(s) without a readable LLM verdict (scored wrong).")
     lines += ["", "Plots: `eval-levels.png` (accuracy against level per type), `eval-settings.png` "

@@ -6,9 +6,9 @@ For each dataset, every example is scored under every condition of :func:`roma.e
 ``<out_dir>/records.jsonl`` before the next one starts, and a rerun with the same ``out_dir`` reuses
 every record already there that the same run identity wrote for an unchanged row (records are stamped
 with both, :mod:`roma.eval.runlock`); a record of a changed row is generated again. A run holds an
-exclusive lock on ``out_dir``: a second run into it fails at once. The degraded image of an item depends only on ``(seed, example id,
-type, level)``, never on the model, the batch or the order, so different models are compared on
-identical pixels.
+exclusive lock on ``out_dir``: a second run into it fails at once. The degraded image of an item
+depends only on ``(seed, example id, type, level)``, never on the model, the batch or the order, so
+different models are compared on identical pixels.
 
 Outputs in ``out_dir``: ``run.json`` (the resolved configuration), ``records.jsonl``,
 ``summary.json`` (:func:`roma.eval.protocol.aggregate` plus bookkeeping) and, with ``report=True``,
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,7 +30,8 @@ import datasets as hf_datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from roma.data.benchmarks import decode_image, load_benchmark_with_skips, resolve_benchmark
+from roma.data.benchmarks import decode_image, parse_data_arg, read_benchmark, resolve_benchmark
+from roma.eval import official
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
 from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
@@ -50,15 +52,23 @@ model folder (``None`` for a model given in memory or a bare generator)."""
 
 @dataclass
 class EvalData:
-    """One dataset of a run, in roma's schema, with the ids of rows skipped for a broken image."""
+    """One dataset of a run, in roma's schema, with the rows the loader skipped and where it came from."""
 
     name: str
     dataset: hf_datasets.Dataset
-    skipped: list[str]
+    skipped: list[dict[str, str]]
+    """``{"id", "reason"}`` of every source row that was not loaded."""
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per example id, what the benchmark's official metric needs (:mod:`roma.eval.official`)."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """``{"origin", "split", "rows", "loaded"}`` for a benchmark; empty for in-memory data."""
 
 
-def load_eval_data(spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | None) -> EvalData:
-    """``"synthetic"`` (the synthetic test split), a benchmark name / hub id / local path, or ``(name, Dataset)``."""
+def load_eval_data(
+    spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | None, split: str | None = None
+) -> EvalData:
+    """``"synthetic"`` (its test split), ``"NAME=PATH"``, a benchmark name / hub id / local path, or
+    ``(name, Dataset)``; ``split`` picks a benchmark's split (default: the registry's)."""
     if isinstance(spec, tuple):
         name, dataset = spec
         if limit is not None:
@@ -68,9 +78,15 @@ def load_eval_data(spec: str | tuple[str, hf_datasets.Dataset], *, limit: int | 
         from roma.data.synthetic import load_split
 
         return EvalData(SYNTHETIC, load_split("test", SYNTHETIC_DEFAULT_N if limit is None else limit), [])
-    benchmark, _ = resolve_benchmark(spec)
-    dataset, skipped = load_benchmark_with_skips(spec, limit=limit, benchmark=benchmark.name)
-    return EvalData(benchmark.name, dataset, skipped)
+    benchmark, source = parse_data_arg(spec)
+    loaded = read_benchmark(source, split=split, limit=limit, benchmark=benchmark)
+    skipped = [{"id": s.id, "reason": s.reason} for s in loaded.skipped]
+    if skipped:
+        shown = "; ".join(f"{s['id']} ({s['reason']})" for s in skipped[:10])
+        print(f"roma eval: {loaded.spec.name}: skipped {len(skipped)} of {loaded.n_rows} row(s): {shown}"
+              f"{' ...' if len(skipped) > 10 else ''}", file=sys.stderr)
+    info = {"origin": loaded.origin, "split": loaded.split, "rows": loaded.n_rows, "loaded": len(loaded.dataset)}
+    return EvalData(loaded.spec.name, loaded.dataset, skipped, loaded.meta, info)
 
 
 def _undecoded_images(dataset: hf_datasets.Dataset) -> hf_datasets.Dataset:
@@ -172,6 +188,7 @@ def evaluate(
     model_or_path: str | Path | tuple[Any, Any] | None,
     datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
     *,
+    splits: Sequence[str | None] | None = None,
     settings: Sequence[str] = SETTINGS,
     levels: Sequence[int] = (MAIN_LEVEL,),
     limit: int | None = None,
@@ -190,8 +207,11 @@ def evaluate(
 
     Args:
         model_or_path: a model folder, a loaded ``(model, processor)`` pair, or ``None`` with ``generator``.
-        datasets: dataset names (``"synthetic"``, a benchmark name / hub id / local path) or
-            ``(name, Dataset)`` pairs already in roma's schema.
+        datasets: dataset names (``"synthetic"``, a benchmark name / hub id / local path,
+            ``"NAME=PATH"`` naming the benchmark a path holds) or ``(name, Dataset)`` pairs already in
+            roma's schema.
+        splits: the source split of each dataset (one value for all, or one per dataset; ``None``: each
+            benchmark's default split).
         settings: subset of ``("clean", "seen", "unseen")``.
         levels: degradation levels (subset of 1, 2, 3); the paper's main results use 3.
         limit: first ``limit`` (>= 1) examples of each dataset (synthetic: its size, default 500).
@@ -207,8 +227,10 @@ def evaluate(
         report: also write ``report.md`` and the plots (needs ``out_dir``).
 
     Returns:
-        :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``skipped`` (ids per dataset
-        whose image was missing/corrupt or could not be degraded), ``judge_errors``, ``counts``
+        :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``data`` (per benchmark: where
+        it was read from, its split, rows read and loaded), ``skipped`` (``{"id", "reason"}`` per dataset:
+        rows the loader could not use, images that could not be degraded), ``official`` (each
+        benchmark's official metric, :func:`roma.eval.official.summarize`), ``judge_errors``, ``counts``
         (records generated now / reused from an earlier run / ``regenerated``: dropped because another run
         identity wrote them or their row changed since) and ``versions``.
 
@@ -227,15 +249,23 @@ def evaluate(
         raise ValueError("give at least one dataset")
     if generator is None and model_or_path is None:
         raise ValueError("give model_or_path or a generator")
+    split_list = list(splits) if splits is not None else [None]
+    if len(split_list) == 1:
+        split_list = split_list * len(datasets)
+    if len(split_list) != len(datasets):
+        raise ValueError(f"give one split for all datasets or one per dataset: {len(split_list)} splits for "
+                         f"{len(datasets)} datasets")
     if generator is None and isinstance(model_or_path, (str, Path)):
         check_model_folder(model_or_path)
     for spec in datasets:
         if isinstance(spec, str) and spec != SYNTHETIC:
-            resolve_benchmark(spec)  # a name that is neither a benchmark nor a path fails before any folder is made
+            benchmark, source = parse_data_arg(spec)
+            resolve_benchmark(source, benchmark)  # neither a benchmark nor a path: fails before any folder is made
     out = check_writable_dir(out_dir) if out_dir is not None else None
     with locked_out_dir(out) if out is not None else contextlib.nullcontext():
         return _evaluate(
-            model_or_path, datasets, settings=settings, levels=levels, limit=limit, batch_size=batch_size, out=out,
+            model_or_path, datasets, splits=split_list, settings=settings, levels=levels, limit=limit,
+            batch_size=batch_size, out=out,
             seed=seed, max_new_tokens=max_new_tokens, judge=judge, generator=generator, backend=backend,
             model_name=model_name, progress=progress, report=report,
         )
@@ -245,6 +275,7 @@ def _evaluate(
     model_or_path: str | Path | tuple[Any, Any] | None,
     datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
     *,
+    splits: list[str | None],
     settings: Sequence[str],
     levels: Sequence[int],
     limit: int | None,
@@ -269,16 +300,15 @@ def _evaluate(
         "model": str(model_or_path) if isinstance(model_or_path, (str, Path)) else model_name,
         "model_hash": model_fingerprint(model_or_path) if from_folder else None,
         "model_name": model_name, "datasets": [d if isinstance(d, str) else d[0] for d in datasets],
-        "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
+        "splits": list(splits), "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
         "seed": seed, "max_new_tokens": max_new_tokens, "judge": getattr(judge, "name", type(judge).__name__),
     }
     run_id = identity_digest({k: config[k] for k in RESUME_KEYS})
     config["run_id"] = run_id
     records_path = out / "records.jsonl" if out is not None else None
     start = time.perf_counter()
-    data = [load_eval_data(spec, limit=limit) for spec in datasets]
-    empty = [f"{item.name} ({len(item.skipped)} row(s) skipped for a missing or corrupt image)"
-             for item in data if len(item.dataset) == 0]
+    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, splits)]
+    empty = [f"{item.name} ({len(item.skipped)} row(s) skipped)" for item in data if len(item.dataset) == 0]
     if empty:
         raise ValueError(f"nothing to evaluate: no usable row in {', '.join(empty)}")
     if out is not None:
@@ -295,7 +325,7 @@ def _evaluate(
     plans: list[tuple[EvalData, _Examples, list[str], list[tuple[int, Condition]]]] = []
     generated = reused = 0
     for item in data:
-        skipped[item.name] = [{"id": i, "reason": "missing or corrupt image"} for i in item.skipped]
+        skipped[item.name] = list(item.skipped)
         examples = _Examples(item.dataset, skipped[item.name])
         digests = examples.digests()
         work: list[tuple[int, Condition]] = []
@@ -345,6 +375,8 @@ def _evaluate(
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(
         config=config,
+        data={item.name: item.source for item in data if item.source},
+        official=official.summarize(results, {item.name: item.meta for item in data}),
         main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,

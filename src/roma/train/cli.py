@@ -12,8 +12,9 @@ unknown key is an error. The run:
 
 1. builds a random tiny Qwen3-VL at ``model_name_or_path`` if ``build_tiny_model`` is set and the folder
    does not exist (a smoke-test policy; real runs start from the SFT base, ``roma sft``);
-2. loads the training set: ``dataset_name: synthetic`` (roma's suite) or a benchmark / training-set name
-   or path of :func:`roma.data.benchmarks.load_benchmark` (MMRL30k for the paper's recipes);
+2. loads the training set: ``dataset_name: synthetic`` (roma's suite) or MMRL30k, the paper's training
+   set (``mmrl30k``, or ``mmrl30k=PATH`` / ``--data mmrl30k=PATH --split train`` for a local copy, read by
+   :func:`roma.data.benchmarks.load_benchmark`); evaluation splits are refused;
 3. adds the vision special tokens to ``generation_kwargs["suppress_tokens"]`` (transformers generation
    only; TRL's own list, which these replace, holds the image token alone);
 4. trains :class:`roma.train.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
@@ -45,13 +46,17 @@ class DataArguments:
 
     dataset_name: str = field(
         default="synthetic",
-        metadata={"help": "'synthetic' (roma's embedded suite, see dataset_size / dataset_seed) or a name, hub "
-                  "id or local path accepted by roma.data.benchmarks.load_benchmark (e.g. 'mmrl30k')."},
+        metadata={"aliases": ["--data"],
+                  "help": "'synthetic' (roma's embedded suite, see dataset_size / dataset_seed), 'mmrl30k' (its hub "
+                  "id, read from the local Hugging Face cache) or NAME=PATH for a local copy, as in 'roma eval "
+                  "--data' (e.g. mmrl30k=./MMRL30k, a repository snapshot with train / k12_test shards)."},
     )
     dataset_split: str | None = field(
         default=None,
-        metadata={"help": "synthetic: 'train' (default), 'validation' or 'test' (disjoint scene buckets); "
-                  "benchmarks: the source split (default: the registry's)."},
+        metadata={"aliases": ["--split"],
+                  "help": "synthetic: 'train' (default), 'validation' or 'test' (disjoint scene buckets); "
+                  "MMRL30k: its training split 'train' (default). Held-out splits (k12_test, any benchmark's "
+                  "evaluation split) are refused."},
     )
     dataset_size: int | None = field(
         default=None, metadata={"help": f"synthetic only: number of examples (unset: {SYNTHETIC_SIZE})."}
@@ -127,9 +132,20 @@ def load_train_dataset(data_args: DataArguments) -> Any:
             image_size=SYNTHETIC_IMAGE_SIZE if data_args.synthetic_image_size is None else data_args.synthetic_image_size,
             split=data_args.dataset_split or "train",
         )
-    from roma.data.benchmarks import load_benchmark
+    import warnings
 
-    return load_benchmark(data_args.dataset_name, split=data_args.dataset_split, limit=data_args.dataset_limit)
+    from roma.data.benchmarks import check_training_split, parse_data_arg, read_benchmark, resolve_benchmark
+
+    benchmark, source = parse_data_arg(data_args.dataset_name)
+    spec, _ = resolve_benchmark(source, benchmark)
+    check_training_split(spec, data_args.dataset_split or spec.split)  # before reading anything
+    loaded = read_benchmark(source, split=data_args.dataset_split, limit=data_args.dataset_limit, benchmark=benchmark)
+    check_training_split(spec, loaded.split)  # a single file may hold another split than asked for
+    if loaded.skipped:
+        shown = ", ".join(f"{s.id} ({s.reason})" for s in loaded.skipped[:5])
+        warnings.warn(f"{spec.name}: skipped {len(loaded.skipped)} of {loaded.n_rows} training row(s): {shown}",
+                      stacklevel=2)
+    return loaded.dataset
 
 
 def check_data_args(data_args: DataArguments) -> None:
