@@ -227,3 +227,14 @@ def test_unwritable_output_dir_fails_up_front(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("roma train: output_dir ") and "file.txt/out' is not writable" in err
     assert not (tmp_path / "runs").exists()  # nothing built
+
+
+def test_a_training_file_without_rows_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("")
+    recipe = _recipe(tmp_path, f"dataset_name: mmrl30k={empty}\nbuild_tiny_model: true\n")
+    assert main(["--config", recipe]) == 2
+    err = capsys.readouterr().err
+    assert err == f"roma train: mmrl30k (train split of {empty}): read 0 rows (an empty file or split), so there is no " \
+                  "row to use\n"
+    assert not (tmp_path / "runs").exists()  # no model built

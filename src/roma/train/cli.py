@@ -284,8 +284,9 @@ def resolved_config(training_args: RomaConfig, model_args: Any, data_args: DataA
     return json.loads(json.dumps(config, default=str))
 
 
-def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) -> Path:
-    """Train as configured; return ``output_dir``."""
+def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments, *, train_dataset: Any = None) -> Path:
+    """Train as configured; return ``output_dir``. ``train_dataset``: the training set when already loaded
+    (:func:`load_train_dataset`)."""
     import yaml
     from accelerate import PartialState
     from transformers import AutoProcessor
@@ -307,9 +308,8 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
             if not Path(model_path).exists():
                 build_tiny_qwen3vl(model_path, seed=training_args.seed)
 
-    train_dataset = load_train_dataset(data_args)
-    if len(train_dataset) == 0:
-        raise ValueError(f"the training set {data_args.dataset_name!r} has no example: nothing to train on")
+    if train_dataset is None:
+        train_dataset = load_train_dataset(data_args)
     processor = AutoProcessor.from_pretrained(
         model_path, revision=model_args.model_revision, padding_side="left", truncation_side="left"
     )
@@ -362,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2
-    run(training_args, model_args, data_args)
+    try:  # the data is read before any model is built or loaded: an unusable dataset is one line too
+        train_dataset = load_train_dataset(data_args)
+    except ValueError as err:
+        print(f"roma train: {err}", file=sys.stderr)
+        return 2
+    run(training_args, model_args, data_args, train_dataset=train_dataset)
     return 0
 
 
