@@ -356,9 +356,15 @@ def test_quick_demo_end_to_end_and_cached_rerun(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["matrix", "sweep", "seeds"])
-def test_shipped_experiment_configs_resolve(name):
-    """The experiment files of docs/results.md are valid DemoConfigs with the settings the results quote."""
+def test_shipped_experiment_configs_resolve(name, tmp_path):
+    """The experiment files of docs/results.md are valid DemoConfigs with the settings the results quote, and
+    every variant's recipe resolves against roma train's classes."""
+    from dataclasses import replace
+
+    from roma.demo.stages import check_recipes
+
     config = build_config(config_file=Path(__file__).resolve().parents[1] / "configs" / "demo" / f"{name}.yaml")
+    check_recipes(replace(config, out=str(tmp_path)))
     assert config.eval_levels == [3] and config.eval_examples == 500
     assert config.train["learning_rate"] == 3e-5 and config.roma["lambda_kl"] == 2.0
     if name == "seeds":
