@@ -5,7 +5,8 @@ Example::
     roma eval --model runs/roma/final --data synthetic mathvista chartqa=./copies/ChartQA-M4 --levels 3 --out evals/roma
 
 An interrupted run resumes when the same command is run again (finished records are kept in
-``OUT/records.jsonl``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
+``OUT/records.jsonl``; a record is reused only for the same model weights and settings and an unchanged
+row, and one run at a time holds ``OUT``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
 over an OpenAI-compatible API extracts and judges the answers instead of the rule judge; its API key,
 if any, is read from the environment variable named by ``--judge-api-key-env``.
 """

@@ -265,9 +265,8 @@ def evaluate(
     with locked_out_dir(out) if out is not None else contextlib.nullcontext():
         return _evaluate(
             model_or_path, datasets, splits=split_list, settings=settings, levels=levels, limit=limit,
-            batch_size=batch_size, out=out,
-            seed=seed, max_new_tokens=max_new_tokens, judge=judge, generator=generator, backend=backend,
-            model_name=model_name, progress=progress, report=report,
+            batch_size=batch_size, out=out, seed=seed, max_new_tokens=max_new_tokens, judge=judge,
+            generator=generator, backend=backend, model_name=model_name, progress=progress, report=report,
         )
 
 
