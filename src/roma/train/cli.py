@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roma.preflight import check_field_types, check_writable_dir, load_yaml_mapping
+from roma.preflight import check_field_types, check_writable_dir, load_yaml_mapping, looks_like_hub_id
 from roma.train.config import RomaConfig
 
 LAST_CHECKPOINT = "last"
@@ -242,8 +242,7 @@ def resolve_checkpoint(value: str | None, output_dir: str, *, log: Any = None) -
 def check_model_path(model_args: Any, data_args: DataArguments) -> None:
     """``ValueError`` for a local-looking model path that does not exist and will not be built."""
     path = model_args.model_name_or_path
-    looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-    if not Path(path).exists() and not data_args.build_tiny_model and not looks_like_hub_id:
+    if not Path(path).exists() and not data_args.build_tiny_model and not looks_like_hub_id(path):
         raise ValueError(
             f"model_name_or_path {path!r} does not exist; train the SFT base first (roma sft --config "
             "configs/tiny-sft.yaml writes runs/sft/model) or pass --build_tiny_model true for a random tiny model"
