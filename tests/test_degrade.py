@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from roma.degrade import (
+    ALL_TYPES,
     SEEN,
     TYPES,
     UNSEEN,
@@ -196,8 +197,8 @@ def test_sample_views_errors():
         sample_views(image, 1, seed=0, pool=("jpeg", "motion_blur"))
     with pytest.raises(ValueError, match=r"pool must not repeat a type"):
         sample_views(image, 1, seed=0, pool=("jpeg", "jpeg"))
-    with pytest.raises(ValueError, match=r"unknown degradation type 'fog'; valid types: gaussian_noise, "):
-        sample_views(image, 1, seed=0, pool=("fog",))
+    with pytest.raises(ValueError, match=r"unknown degradation type 'rain'; valid types: gaussian_noise, "):
+        sample_views(image, 1, seed=0, pool=("rain",))
     with pytest.raises(ValueError, match=r"seed must be a non-negative int .* got -3"):
         sample_views(image, 1, seed=-3)
     with pytest.raises(TypeError, match=r"seed must be a non-negative int .* got '7' \(str\)"):
@@ -211,7 +212,7 @@ def test_sample_views_errors():
 def test_every_type_and_level_keeps_size_dtype_and_input(shape):
     image = _smooth_image(*shape, seed=sum(shape))
     before = image.copy()
-    for name in TYPES:
+    for name in ALL_TYPES:  # the paper's nine and the other families
         for level in (1, 2, 3):
             out = degrade(image, name, level, seed=5)
             assert out.shape == (*shape, 3) and out.dtype == np.uint8, (name, level)
@@ -505,6 +506,38 @@ def test_cli_errors(tmp_path, capsys):
     assert cli_main([str(tmp_path / "missing.png"), "--out", str(tmp_path / "g.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["--types", "fog"])
+        cli_main(["--types", "rain"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'fog'" in capsys.readouterr().err
+    assert "invalid choice: 'rain'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ pinned pixels (nine types)
+
+# SHA-256 (first 16 hex digits) of degrade(sample_chart(160)[:, :150], name, level, seed=2024) for levels
+# 1, 2, 3 (and "train" for the seen types), computed before the ImageNet-C / geometric / capture /
+# document families were added: adding types must never move a pixel of the paper's nine.
+PINNED_PIXELS = {
+    "gaussian_noise": ("39a52c35045757f1", "8d3821ad7a7f972d", "b6e57f1d27e603da", "7cdc4be7b0b1c9af"),
+    "gaussian_blur": ("a5dd488302665d4a", "c76105a54cd0ef6e", "cf3fcda0c4c343e0", "af15effa3758a017"),
+    "jpeg": ("86bcedfae6617f87", "5a63436d22816fbf", "1d0bc0105915dada", "44ea7ec8c4a34d3b"),
+    "downscale": ("3e10820d93863a05", "ce75c22fcf0a9a41", "c31a8e0143721ccf", "ee40d78a74cdefcd"),
+    "motion_blur": ("980e7b735d716583", "65ae2bfdae6be3da", "5573fdfd260c39b5"),
+    "salt_pepper": ("14c157a201c8c1b4", "f3c322622f828ca1", "ee678aa6a6f65411"),
+    "speckle_noise": ("681d517cc986180c", "58fed937a0c5cf53", "9f5ae9aa4f47240f"),
+    "posterize": ("898b8e0b2741d014", "ff478cc7c8c253a5", "d7919ab71baefa43"),
+    "pixelate": ("fb159c145ddf6771", "caa8c9bc5aa1231a", "e7f6af34b168b031"),
+}
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_the_nine_types_keep_their_exact_pixels(name):
+    image = sample_chart(160)[:, :150]
+    levels = (1, 2, 3, "train") if name in SEEN else (1, 2, 3)
+    digests = tuple(hashlib.sha256(degrade(image, name, lv, seed=2024).tobytes()).hexdigest()[:16] for lv in levels)
+    assert digests == PINNED_PIXELS[name]
+
+
+def test_sample_views_keep_their_exact_types_and_pixels():
+    views = sample_views(sample_chart(160)[:, :150], 4, seed=7)
+    assert [v.name for v in views] == ["gaussian_noise", "jpeg", "gaussian_blur", "downscale"]
+    assert hashlib.sha256(b"".join(v.image.tobytes() for v in views)).hexdigest()[:16] == "b7eae8f227ec7b5a"

@@ -20,6 +20,8 @@ from roma.losses import (
     invariance_penalty,
     kl_surrogate,
     per_view_kl,
+    select_views,
+    selected_view_penalty,
     selective_log_softmax,
 )
 
@@ -185,22 +187,40 @@ def _penalty_example() -> tuple[torch.Tensor, ...]:
     return view_logps, clean_logps, mask, torch.tensor([True, True])
 
 
-def test_sequence_view_gives_the_sequence_penalty_in_one_view() -> None:
-    """The sequence-level penalty equals the K = 1 penalty of each sequence's selected view (the trainer's
-    one-pass form), also with a failed sequence (-1) and a successful one with no counted token (-1)."""
+def test_selected_view_penalty_equals_the_worst_case_penalty() -> None:
+    """select_views, then selected_view_penalty on each sequence's selected view (the trainer's one-pass
+    form), is invariance_penalty on all K views — value and gradient — for batch and sequence, also with a
+    failed sequence (-1) and a successful one with no counted token (-1)."""
     gen = torch.Generator().manual_seed(3)
     view_logps = -torch.rand(3, 4, 5, generator=gen, dtype=torch.float64)  # (K, N, T)
     clean_logps = -torch.rand(4, 5, generator=gen, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
     success = torch.tensor([True, False, True, True])
-    for agg in ("token", "sequence", "fixed"):
-        kw = dict(estimator="k3", direction="forward", agg=agg, max_tokens=5)
-        loss, metrics = invariance_penalty(view_logps, clean_logps, mask, success, worst_case="sequence", **kw)
-        view = metrics.sequence_view
-        assert view[1] == -1 and view[2] == -1 and bool((view[[0, 3]] >= 0).all())
-        own = torch.stack([view_logps[max(int(k), 0), i] for i, k in enumerate(view)])[None]  # (1, N, T)
-        one, _ = invariance_penalty(own, clean_logps, mask, success, worst_case="batch", **kw)
-        torch.testing.assert_close(one, loss)
+    for worst_case in ("batch", "sequence"):
+        for agg in ("token", "sequence", "fixed"):
+            kw = dict(estimator="k3", direction="forward", agg=agg, max_tokens=5)
+            every = view_logps.clone().requires_grad_()
+            loss, metrics = invariance_penalty(every, clean_logps, mask, success, worst_case=worst_case, **kw)
+            selection = select_views(view_logps, clean_logps, mask, success, worst_case=worst_case, **kw)
+            view = selection.sequence_view
+            assert view[1] == -1 and view[2] == -1 and bool((view[[0, 3]] >= 0).all())
+            assert torch.equal(selection.per_view_kl, metrics.per_view_kl)
+            assert torch.equal(selection.selection_counts, metrics.selection_counts)
+            one = view_logps.clone().requires_grad_()
+            own = torch.stack([one[max(int(k), 0), i] for i, k in enumerate(view)])  # (N, T)
+            penalty = selected_view_penalty(own, clean_logps, mask, success, **kw)
+            torch.testing.assert_close(penalty, loss)
+            loss.backward()
+            penalty.backward()
+            torch.testing.assert_close(one.grad, every.grad)
+
+
+def test_select_views_picks_one_view_per_sequence_only() -> None:
+    view_logps, clean_logps, mask, success = _penalty_example()
+    with pytest.raises(ValueError, match=r"worst_case 'batch' or 'sequence'; got 'token'"):
+        select_views(view_logps, clean_logps, mask, success, worst_case="token")
+    with pytest.raises(ValueError, match=r"got 'mean'"):
+        select_views(view_logps, clean_logps, mask, success, worst_case="mean")
 
 
 def test_invariance_penalty_hand_computed() -> None:
@@ -214,8 +234,8 @@ def test_invariance_penalty_hand_computed() -> None:
     expected = {
         "batch": (2.2, [0, 1], [1, 1]),
         "sequence": (2.4, [1, 1], [0, 1]),
-        "token": (2.8, [2, 3], [-1, -1]),
-        "mean": (1.7, [1, 1], [-1, -1]),
+        "token": (2.8, [2, 3], None),
+        "mean": (1.7, [1, 1], None),
     }
     for worst_case, (value, counts, sequence_view) in expected.items():
         loss, metrics = invariance_penalty(
@@ -223,7 +243,10 @@ def test_invariance_penalty_hand_computed() -> None:
         )
         torch.testing.assert_close(loss, torch.tensor(value, dtype=torch.float64))
         assert metrics.selection_counts.tolist() == counts, worst_case
-        assert metrics.sequence_view.tolist() == sequence_view, worst_case
+        if sequence_view is not None:
+            selection = select_views(view_logps, clean_logps, mask, success, worst_case=worst_case, **kw)
+            assert selection.sequence_view.tolist() == sequence_view, worst_case
+            assert selection.selection_counts.tolist() == counts, worst_case
         torch.testing.assert_close(metrics.per_view_kl, torch.tensor([1.2, 2.2], dtype=torch.float64))
         assert int(metrics.worst_view) == 1
         assert float(metrics.success_rate) == 1.0

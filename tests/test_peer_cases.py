@@ -32,8 +32,9 @@ REWARD_SOURCES = {"huggingface/trl", "hiyouga/MathRuler"}
 ANSWER_DEVIATIONS: dict[str, str] = {
     "case_014": "Math-Verify's test restricts extraction to LaTeX to check that `$…$` does not span lines; "
     "roma also reads plain numbers, so 'Answer $ 9 $' over three lines is read as 9 and is correct",
-    "case_043": "the Math-Verify test compares at precision=2 (2.6667 = 8/3); roma compares at 6 decimals "
-    "unless the example sets a tolerance",
+    "case_043": "the Math-Verify test compares at precision=2 (2.6667 = 8/3); roma compares interval ends "
+    "through Math-Verify at 6 decimals, and 2.6667 (five significant digits) is no rounding of 8/3 by roma's "
+    "number rule either",
     "case_108": "kaleidoscope reads a bare digit as a 1-based option number ('2' -> B); roma reads numbers as "
     "numbers (option texts are often numbers, so the reading would be ambiguous)",
     "case_113": "kaleidoscope maps Cyrillic option letters ('Б' -> B); roma accepts Latin letters only: "

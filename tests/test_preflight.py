@@ -158,11 +158,9 @@ def test_benchmark_file_without_a_usable_row(tmp_path, capsys):
 
 
 def test_demo_resolves_every_recipe_in_the_first_second(tmp_path, capsys):
-    from roma.demo.config import DemoConfig
-    from roma.demo.stages import check_recipes
+    from roma.demo.config import DemoConfig, check_stage_configs
 
     out = str(tmp_path / "demo")
-    check_recipes(DemoConfig(out=out))  # the defaults resolve
     train = DemoConfig().train
     cases = [
         ({"roma": {"lamda_kl": 0.3}}, "variant 'roma': Unknown arguments from config file: ['--lamda_kl', '0.3']"),
@@ -171,20 +169,20 @@ def test_demo_resolves_every_recipe_in_the_first_second(tmp_path, capsys):
         ({"variants": ["grpo", "roma:roma_veiws=2"]},
          "variant 'roma:roma_veiws=2': Unknown arguments from config file: ['--roma_veiws', '2']"),
         ({"train": {**train, "max_steps": 2.5}}, "train.max_steps must be an int >= 1, got 2.5"),
-        ({"train": {**train, "degradation_level": 9}}, "degradation_level must be one of ['train', '1', '2', '3'], got '9'"),
-        ({"sft": {"max_step": 3}}, "sft: unknown setting(s) ['max_step']"),
+        ({"train": {**train, "learning_rate": True}}, "variant 'grpo': learning_rate must be a float, got True (bool)"),
+        ({"train": {**train, "dataset_size": 0}}, "variant 'grpo': dataset_size must be an int >= 1 (or unset), got 0"),
+        ({"sft": {"max_step": 3}}, "sft: SFTRunConfig.__init__() got an unexpected keyword argument 'max_step'"),
         ({"sft": {"learning_rate": "fast"}}, "sft: learning_rate must be a float, got 'fast' (str)"),
     ]
     for settings, message in cases:
         start = time.perf_counter()
         with pytest.raises(ValueError) as error:
-            check_recipes(DemoConfig(out=out, **settings))
-        assert message in str(error.value), settings
+            check_stage_configs(DemoConfig(out=out, **settings))
+        assert message in str(error.value), (settings, str(error.value))
         assert time.perf_counter() - start < 10  # no model, no SFT: only the config classes
-    check_recipes(DemoConfig(out=out, train={**train, "degradation_level": 3}))  # a YAML int level
     assert cli.main(["demo", "--quick", "--out", out, "--variants", "grpo", "roma:roma_veiws=2"]) == 2
     assert "roma_veiws" in _one_line_error(capsys, "demo")
-    assert not (tmp_path / "demo" / "model").exists()  # no stage ran
+    assert not (tmp_path / "demo").exists()  # no stage ran, nothing written
 
 
 def test_demo_config_file_with_a_repeated_key(tmp_path, capsys):
@@ -202,8 +200,11 @@ def _argv(command: str, tmp_path, blocker, *, case: str) -> list[str] | None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"model_name_or_path: {model}\nuse_cpu: true\nbf16: false\n")
     bad_out = str(blocker / "out")
+    source = tmp_path / "rows.parquet"
+    source.write_bytes(b"")  # a parquet source by its name; the output folder is checked before it is read
     table = {
         "degrade": (["--out", f"{bad_out}/grid.png"], [f"{missing}.png", "--out", str(tmp_path / "g.png")]),
+        "degrade-dataset": ([str(source), "--out", bad_out], [missing, "--out", str(tmp_path / "copies")]),
         "build-model": (["--out", bad_out], None),
         "sft": (["--output_dir", bad_out], ["--config", f"{missing}.yaml"]),
         "train": (["--config", str(recipe), "--output_dir", bad_out], ["--config", str(recipe), "--output_dir",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 import subprocess
 import sys
 import textwrap
 import threading
 import typing
+from fractions import Fraction
 
 import pytest
 from math_verify import parse
@@ -23,6 +25,7 @@ from roma.rewards import (
     extract_answer,
     extract_choice,
     format_reward,
+    graded_answer,
     infer_answer_type,
     is_correct,
 )
@@ -308,8 +311,8 @@ def test_decimal_comma_follows_math_verify():
         (r"\frac{21}{20}", "1", 0.05, True),  # non-plain values are evaluated by Math-Verify first
         (r"\frac{211}{200}", "1", 0.05, False),  # 1.055
         ("about 1.05 units", "1", 0.05, True),
-        ("0", "0", 0.05, True),  # tol * |0| = 0, but exact equality (1e-6) always counts
-        ("0.0000005", "0", 0.05, True),
+        ("0", "0", 0.05, True),  # tol * |0| = 0: zero only equals zero
+        ("0.0000005", "0", 0.05, False),
         ("0.01", "0", 0.05, False),
         ("105", "100", 0.0, False),  # no tolerance: exact
     ],
@@ -356,6 +359,288 @@ def test_text_answers_compare_numbers_numerically():
     assert is_correct("1,000", "1000", answer_type="text")
     assert not is_correct("three", "3", answer_type="text")
     assert not is_correct("-5", "5", answer_type="text")  # numbers first: punctuation does matter here
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wrong answers stay wrong: one block per kind of false positive (issue inputs first in each list)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "expected"),
+    [
+        ("y = 2x + 1", "y = 3x + 1", False),  # bare equations were cut down to their shared number 1
+        ("2x + 1", "3x + 1", False),
+        ("y = 1 + 2x", "y = 2x + 1", True),
+        ("y=2x+1.", "y = 2x + 1", True),  # a full stop ends the sentence
+        ("f(x) = 2x + 1", "2x + 1", True),
+        ("2y = 4x + 2", "y = 2x + 1", True),  # the same equation, scaled
+        ("x = (y - 1)/2", "y = 2x + 1", True),  # solved for the other variable
+        ("x^2 + 2x + 1", "(x+1)^2", True),
+        ("x^2 + 2x + 1", "(x-1)^2", False),
+        ("a + b", "b + a", True),
+        ("y = 3x + 2", "3x + 1", False),
+        ("2x + z = 1", "1", False),  # an equation in unknowns is not its right-hand side
+        ("x = 11", "11", True),  # an assignment is (Math-Verify's convention, peer case_038)
+        ("7 + 5 = 12", "12", True),  # and so is a worked computation
+        ("7 + 5 = 12", "13", False),
+        ("x^2 = 4", "x = 2", False),
+    ],
+)
+def test_bare_expressions_and_equations_are_compared_whole(prediction, answer, expected):
+    assert is_correct(prediction, answer) is expected
+
+
+def test_bare_equation_reward():
+    completions = [r"<think>t</think>\boxed{y = 2x + 1}", r"<think>t</think>\boxed{1 + 2x = y}"]
+    assert accuracy_reward(completions, ["y = 3x + 1"] * 2) == [0.0, 0.0]
+    assert accuracy_reward(completions, ["y = 2x + 1"] * 2) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "tolerance", "expected"),
+    [
+        ("5e-7", "3e-7", 0.0, False),  # the old absolute floor of 1e-6 made all small values equal
+        ("5e-7", "3e-7", 0.05, False),
+        ("3.0e-7", "3e-7", 0.0, True),
+        ("0.0000003", "3e-7", 0.0, True),
+        ("3.1e-7", "3e-7", 0.05, True),  # 3.3 % off: the tolerance is relative at every scale
+        ("3.2e-7", "3e-7", 0.05, False),
+        ("1e-9", "0", 0.0, False),  # zero only equals zero
+        ("-0", "0", 0.0, True),
+        ("1234567.6", "1234567.5", 0.0, False),  # exact decimals are compared exactly
+        # a decimal of >= 6 significant digits equals the value without a finite decimal form it rounds
+        ("0.142857", r"\frac{1}{7}", 0.0, True),
+        ("0.133333", r"\frac{2}{15}", 0.0, True),
+        ("0.666667", "2/3", 0.0, True),
+        ("0.666666", "2/3", 0.0, True),  # truncated
+        ("0.13333", r"\frac{2}{15}", 0.0, False),  # 5 significant digits
+        ("1.414214", r"\sqrt{2}", 0.0, True),
+        ("1.4142", r"\sqrt{2}", 0.0, False),
+        ("3.14159", r"\pi", 0.0, True),
+        ("3.14158", r"\pi", 0.0, False),
+        ("0.0000000333333", r"\frac{1}{30000000}", 0.0, True),  # at any scale
+        ("0.0000000333", r"\frac{1}{30000000}", 0.0, False),
+        (r"\frac{\sqrt{8}}{2}", r"\sqrt{2}", 0.0, True),
+    ],
+)
+def test_number_equality_is_relative(prediction, answer, tolerance, expected):
+    assert is_correct(prediction, answer, answer_type="number", tolerance=tolerance) is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "expected"),
+    [
+        ("2008", "2010", False),  # a year is a label: 0.1 % off is another year
+        ("2010", "2010", True),
+        ("2010.0", "2010", True),
+        ("1999", "2000", False),
+        ("2100", "2099", False),
+        ("1,950", "2,000", True),  # written with a separator: a quantity, 2.5 % off
+        ("1850", "1800", True),  # outside 1900-2100: a quantity
+        ("1950", "2000.0", True),  # written as a decimal: a quantity
+        ("104", "100", True),
+    ],
+)
+def test_years_are_exact_under_tolerance(prediction, answer, expected):
+    assert is_correct(prediction, answer, tolerance=0.05) is expected
+    assert is_correct(prediction, answer, answer_type="text", tolerance=0.05) is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "expected"),
+    [
+        ("Under 30 mins", "Over 30 mins", False),  # ChartQA golds: both were read as the number 30
+        ("March 2010", "March 2011", False),
+        ("over 30 mins.", "Over 30 mins", True),
+        ("**Over 30 mins**", "Over 30 mins", True),
+        ("Over 31 mins", "Over 30 mins", False),
+        ("Over 30", "Over 30 mins", False),
+        ("30 mins", "Over 30 mins", False),
+        ("1,000 people", "1000 people", True),  # numbers inside text compared by value
+        ("1000.0 people", "1000 people", True),
+        ("1001 people", "1000 people", False),
+        ("2 km", "5 km", False),
+        ("Q3 2019", "Q3 2019", True),
+        ("Q4 2019", "Q3 2019", False),
+    ],
+)
+def test_text_with_numbers_is_text(prediction, answer, expected):
+    assert is_correct(prediction, answer, tolerance=0.05) is expected  # inferred: text
+    assert is_correct(prediction, answer, answer_type="text", tolerance=0.05) is expected
+    assert is_correct(prediction, answer, answer_type="number", tolerance=0.05) is expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Over 30 mins", "text"),
+        ("March 2011", "text"),
+        ("5 km", "text"),
+        ("y = 3x + 1", "number"),
+        ("3x + 1", "number"),
+        ("x<y", "number"),
+        ("A, C", "text"),
+    ],
+)
+def test_infer_answer_type_of_prose_and_expressions(answer, expected):
+    assert infer_answer_type(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("C, A", True),  # a set of letters: order does not matter
+        ("A, C", True),
+        ("A,C", True),
+        ("A and C", True),
+        ("C & A", True),
+        ("A; C.", True),
+        ("AC", True),
+        ("(A) (C)", True),
+        ("**A, C**", True),
+        ("The answers are A and C", True),
+        ("A", False),  # a missing letter
+        ("C", False),
+        ("A, B, C", False),  # an extra letter
+        ("B, D", False),
+        ("A, A, C", False),
+        ("A or C", False),
+        ("A/C", False),
+        ("a, c", False),  # letters are capitals
+    ],
+)
+def test_multi_select_letters_are_a_set(prediction, expected):
+    assert is_correct(prediction, "A, C") is expected
+    assert is_correct(prediction, "C and A", answer_type="text") is expected
+
+
+def test_words_of_capitals_are_not_letter_sets():
+    assert is_correct("the USA", "USA")
+    assert not is_correct("SAU", "USA")
+    assert not is_correct("U, S, A", "USA")
+    assert infer_answer_type("N/A") == "text"
+    assert is_correct("n/a", "N/A")
+    assert not is_correct("A/N", "N/A")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("C. 12", True),  # options in the image: a leading option letter names that letter
+        ("(C) 12", True),
+        ("C) 12", True),
+        ("C: 12", True),
+        ("C", True),
+        ("c", True),
+        ("The answer is C", True),
+        ("B. 12", False),
+        ("(B) 12", False),
+        ("12", False),  # the option texts are unknown: a number names no letter
+        ("C, D", False),
+    ],
+)
+def test_letter_gold_without_option_texts(prediction, expected):
+    assert is_correct(prediction, "C", answer_type="text") is expected
+    assert is_correct(prediction, "C") is expected  # inferred: choice, any of A-Z
+    completion = f"<think>t</think>\\boxed{{{prediction}}}"
+    assert accuracy_reward([completion], ["C"], choices=[[]], answer_type=["text"]) == [float(expected)]
+
+
+def test_letter_beyond_the_given_options_is_text():
+    # with the option texts given, a letter gold beyond them is not an option letter (peer case_118)
+    assert not is_correct('{"choice": "D"}', "D", choices=["x", "y"])
+    assert is_correct("D", "D", choices=["x", "y"])
+
+
+MATH_BOX = r"<think>t</think>\boxed{\langle H\rangle \ll \Delta E} **Answer: D**"
+FIVE = ["a", "b", "c", "d", "e"]
+
+
+def test_boxed_math_is_never_an_option_letter():
+    assert extract_choice(r"\langle H\rangle \ll \Delta E", FIVE) is None  # E is a variable here
+    assert extract_choice(r"x + B", FIVE) is None
+    assert extract_choice(r"(C) x^2", FIVE) == "C"  # a leading option id still names its letter
+    assert extract_choice("The tallest is **B**, because it is higher", FIVE) == "B"  # emphasis, not maths
+    assert extract_choice("Bar *B* is the tallest", FIVE) == "B"
+    assert extract_choice("3*4 B", FIVE) is None
+    assert not is_correct(r"\langle H\rangle \ll \Delta E", "E", choices=FIVE)
+    # the explicit final "Answer: X" after a box that names no option decides
+    assert graded_answer(MATH_BOX, "D", choices=FIVE) == "D"
+    assert accuracy_reward([MATH_BOX, MATH_BOX], ["D", "E"], choices=[FIVE, FIVE]) == [1.0, 0.0]
+    assert accuracy_reward([MATH_BOX], ["D"], choices=[[]], answer_type=["text"]) == [1.0]
+    # without a statement the box is the answer (and names nothing)
+    assert accuracy_reward([r"<think>t</think>\boxed{\Delta E}"], ["E"], choices=[FIVE]) == [0.0]
+    # a box that names an option decides even when a different statement follows
+    assert graded_answer(r"\boxed{D} Answer: E", "D", choices=FIVE) == "D"
+    assert accuracy_reward([r"<think>t</think>\boxed{D} Answer: E"], ["E"], choices=[FIVE]) == [0.0]
+    # a statement before the box does not count, nor for number golds
+    assert graded_answer(r"Answer: D. \boxed{\Delta E}", "D", choices=FIVE) == r"\Delta E"
+    assert graded_answer(r"\boxed{x^2} Answer: 4", "4") == "x^2"
+    assert graded_answer(r"<think>\boxed{D}</think>", "D") is None
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "expected"),
+    [
+        ("x>y", "x<y", False),  # text normalisation dropped the operators
+        ("x < y", "x<y", True),
+        ("x<y.", "x<y", True),
+        ("x <= y", "x ≤ y", True),
+        ("x < y", "x ≤ y", False),
+        ("x+y", "x-y", False),
+        ("x*y", "x/y", False),
+        ("a - b", "a b", False),
+        ("-5 apples", "5 apples", False),
+        ("50%", "50 percent", True),
+        ("New-York", "New York", True),  # a hyphen joining two words is not a minus
+    ],
+)
+def test_operators_are_kept_in_text(prediction, answer, expected):
+    assert is_correct(prediction, answer, answer_type="text") is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"), [("x>y", False), ("y>x", True), ("x<y", True), ("x \\le y", False)]
+)
+def test_operators_are_kept_in_math(prediction, expected):
+    assert is_correct(prediction, "x<y") is expected
+
+
+def test_property_distinct_values_differ_and_rewritten_forms_agree():
+    """Seeded: distinct small polynomials, equations and numbers are never equal; rewritten equal forms are."""
+    rng = random.Random(12)
+
+    def poly(coefficients, order):
+        terms = [f"{c}x^{{{p}}}" if p > 1 else f"{c}x" if p == 1 else f"{c}" for c, p in coefficients]
+        terms = [terms[i] for i in order]
+        return " + ".join(terms).replace("+ -", "- ")
+
+    seen = set()
+    while len(seen) < 12:
+        seen.add(tuple(rng.choice([c for c in range(-5, 6) if c]) for _ in range(3)))
+    polys = sorted(seen)
+    for first, second in zip(polys[::2], polys[1::2]):
+        a = [(c, 2 - i) for i, c in enumerate(first)]
+        b = [(c, 2 - i) for i, c in enumerate(second)]
+        shuffled = rng.sample(range(3), 3)
+        assert not is_correct(poly(a, [0, 1, 2]), poly(b, [0, 1, 2])), (a, b)
+        assert not is_correct(f"y = {poly(a, [0, 1, 2])}", f"y = {poly(b, [0, 1, 2])}"), (a, b)
+        assert is_correct(poly(a, shuffled), poly(a, [0, 1, 2])), (a, shuffled)
+        assert is_correct(f"{poly(a, shuffled)} = y", f"y = {poly(a, [0, 1, 2])}"), (a, shuffled)
+
+    values = set()
+    while len(values) < 60:
+        values.add(Fraction(rng.randint(-999, 999), rng.choice([1, 2, 4, 5, 8, 10, 100, 1000])))
+    values = sorted(values)
+    for index, (first, second) in enumerate(zip(values[::2], values[1::2])):
+        assert not is_correct(str(float(first)), str(float(second))), (first, second)
+        assert is_correct(f"{float(first * 100)}\\%", str(float(first)))  # percent allowed
+        if index < 8:  # LaTeX goes through Math-Verify (~30 ms a parse)
+            latex = f"\\frac{{{first.numerator}}}{{{first.denominator}}}"
+            assert is_correct(latex, str(float(first))) and not is_correct(latex, str(float(second)))
+    for small, larger in [(3e-7, 5e-7), (1e-12, 2e-12), (7.5e-9, 7.9e-9)]:
+        assert not is_correct(f"{small:e}", f"{larger:e}")
+    assert is_correct("1+2x", "2x+1") and is_correct("0.5", r"\frac{1}{2}") and is_correct(r"50\%", "0.5")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -453,6 +738,16 @@ def test_garbage_completions_score_zero():
     completions = [None, 7, "", [], [{}], [{"role": "assistant"}], r"\boxed{", "\\boxed{" * 10_000, "<think>"]
     assert accuracy_reward(completions, ["5"] * len(completions)) == [0.0] * len(completions)
     assert format_reward(completions) == [0.0] * len(completions)
+    # letter golds read a final "Answer:" statement after a non-option box: garbage there is still wrong
+    for gold in ("B", "A, C", "y = 2x + 1"):
+        tails = [
+            r"\boxed{x^2} Answer: " + "{" * 50,
+            r"\boxed{\Delta} " + "Answer: " * 3000,
+            r"\boxed{x} Answer:",
+        ]
+        assert accuracy_reward(completions + tails, [gold] * (len(completions) + 3)) == [0.0] * (
+            len(completions) + 3
+        )
 
 
 def test_judge_works_off_the_main_thread():

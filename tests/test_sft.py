@@ -139,6 +139,8 @@ class ScriptedModel(torch.nn.Module):
     completion scripted for it, padded on the right with eos, as ``generate`` returns them.
     """
 
+    device = torch.device("cpu")  # where the generator puts the inputs, as for a real model
+
     def __init__(self, processor, completions: dict[str, str]):
         super().__init__()
         self.tokenizer = processor.tokenizer

@@ -22,6 +22,7 @@ from roma.degrade import SEEN, UNSEEN, derive_seed, sample_views
 from roma.models import load_model_and_processor, vision_token_ids
 from roma.train import RomaConfig, RomaTrainer
 from roma.train import views as views_module
+from roma.train.trainer import capture_first_return
 
 NUM_VIEWS = 3
 
@@ -143,6 +144,8 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
     assert roma_config(tmp_path, suppress_ids, loss_type="grpo").roma_agg == "sequence"
     assert roma_config(tmp_path, suppress_ids, loss_type="dr_grpo").roma_agg == "fixed"
     assert not roma_config(tmp_path, suppress_ids, lambda_kl=0.0, lambda_aux=0.0).roma_terms_on
+    document = roma_config(tmp_path, suppress_ids, degradation_pool="document", degradation_level="2", roma_views=3)
+    assert (document.view_pool, document.degradation_level) == (("scan_skew", "ink_bleed", "binarize", "moire"), 2)
 
 
 @pytest.mark.parametrize(
@@ -154,8 +157,12 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
         ({"mode": "roma_plus"}, r"mode must be one of \['roma', 'grpo', 'naive_aug'\], got 'roma_plus'"),
         ({"worst_case": "max"}, r"worst_case must be one of \['batch', 'sequence', 'token', 'mean'\], got 'max'"),
         ({"kl_estimator": "k4"}, r"kl_estimator must be one of \['k1', 'k2', 'k3'\], got 'k4'"),
-        ({"degradation_level": "4"}, r"degradation_level must be one of \['train', '1', '2', '3'\], got '4'"),
+        ({"degradation_level": "4"}, r"degradation_level must be one of \[1, 2, 3, 'train'\], got '4'"),
         ({"degradation_pool": "unseen"}, r"degradation_level='train' needs degradation_pool='seen'"),
+        ({"degradation_pool": "document"}, r"needs degradation_pool='seen': the document types have no training"),
+        ({"degradation_pool": "weather", "degradation_level": "2"},
+         r"degradation_pool must be one of \['seen', 'unseen', 'imagenet-c', 'geometric', 'capture', 'document', 'all'\]"),
+        ({"roma_views": 4, "degradation_pool": "geometric", "degradation_level": "1"}, r"must be in \[1, 3\]"),
         ({"lambda_kl": -0.1}, r"lambda_kl must be a finite number >= 0, got -0.1"),
         ({"lambda_aux": math.nan}, r"lambda_aux must be a finite number >= 0, got nan"),
         ({"mode": "naive_aug", "lambda_kl": 0.05}, r"lambda_kl=0.05 has no effect with mode='naive_aug'"),
@@ -171,6 +178,16 @@ def test_config_defaults_resolve_per_mode(tmp_path, suppress_ids):
 def test_config_rejects_invalid_options(tmp_path, suppress_ids, overrides, message):
     with pytest.raises(ValueError, match=message):
         roma_config(tmp_path, suppress_ids, **overrides)
+
+
+def test_a_level_is_an_int_or_train_and_its_text_form_is_accepted(tmp_path, suppress_ids):
+    for level in (3, "3"):
+        args = roma_config(tmp_path, suppress_ids, degradation_pool="unseen", degradation_level=level, roma_views=2)
+        assert args.degradation_level == 3 and type(args.degradation_level) is int
+    assert roma_config(tmp_path, suppress_ids).degradation_level == "train"
+    for level in (True, 3.0, "03", 0):
+        with pytest.raises(ValueError, match=r"degradation_level must be one of \[1, 2, 3, 'train'\], got "):
+            roma_config(tmp_path, suppress_ids, degradation_level=level)
 
 
 def test_trainer_needs_the_success_reward(tiny_model_dir, tmp_path, suppress_ids, synthetic_rows):
@@ -260,9 +277,9 @@ def reference_loss(trainer, inputs):
     """L_GRPO + λ_kl · invariance_penalty(all K views with autograd) + λ_aux · L_aux(view j), from scratch."""
     args = trainer.args
     model = trainer.model
-    trainer._capture_clean_logps = True
-    grpo_loss = GRPOTrainer._compute_loss(trainer, model, inputs)
-    clean_logps = trainer._clean_logps.detach()
+    with capture_first_return(trainer, "_get_per_token_logps_and_entropies") as clean_pass:
+        grpo_loss = GRPOTrainer._compute_loss(trainer, model, inputs)
+    clean_logps = clean_pass[0][0].detach()
     mask = inputs["completion_mask"].bool()
     success = inputs["roma_success"]
     all_views = torch.stack([full_view_logps(trainer, inputs, k) for k in range(args.roma_views)])  # (K, N, T)
@@ -490,7 +507,7 @@ K = NUM_VIEWS
 
 class PassRecorder(RomaTrainer):
     """Records what decides pass 2's autograd forwards: each micro-batch's success mask and auxiliary
-    views, and the metrics of the selection (the first invariance_penalty call of the micro-batch)."""
+    views (the selection itself is recorded from roma.losses.select_views)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -528,14 +545,13 @@ def test_degraded_forward_passes(
     tiny_model_dir, tmp_path, suppress_ids, synthetic_rows, monkeypatch, overrides, vision, text
 ):
     selections = []
-    penalty = losses.invariance_penalty
+    select_views = losses.select_views
 
-    def recording_penalty(*args, **kwargs):
-        result = penalty(*args, **kwargs)
-        selections.append(result[1])
-        return result
+    def recording_selection(*args, **kwargs):
+        selections.append(select_views(*args, **kwargs))
+        return selections[-1]
 
-    monkeypatch.setattr(losses, "invariance_penalty", recording_penalty)
+    monkeypatch.setattr(losses, "select_views", recording_selection)
     args = roma_config(tmp_path, suppress_ids, **overrides)
     trainer = make_trainer(tiny_model_dir, args, synthetic_rows, cls=PassRecorder)
     forwards = VisionForwards(trainer.model)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roma.train import RomaConfig
-from roma.train.cli import main, parse_args
+from roma.train import RomaConfig, cli
+from roma.train.cli import effective_training_args, main, parse_args, validate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -35,6 +35,20 @@ def test_tiny_recipes_parse(recipe, mode, lambdas):
     assert model_args.model_name_or_path == "runs/sft/model"
     assert data_args.dataset_name == "synthetic" and data_args.reward_funcs == ["accuracy", "format"]
     assert training_args.success_reward == "accuracy_reward"
+
+
+@pytest.mark.parametrize("written", ["3", "'3'"])
+def test_a_recipe_level_parses_to_the_int(tmp_path, written):
+    recipe = (CONFIGS / "tiny-roma.yaml").read_text(encoding="utf-8")
+    original = "degradation_pool: seen\ndegradation_level: train"
+    assert original in recipe
+    recipe = recipe.replace(original, f"degradation_pool: unseen\ndegradation_level: {written}")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe, encoding="utf-8")
+    training_args, _, _ = parse_args(["--config", str(path)])
+    assert training_args.degradation_level == 3 and type(training_args.degradation_level) is int
+    training_args, _, _ = parse_args(["--config", str(path), "--degradation_level", "2"])
+    assert training_args.degradation_level == 2 and type(training_args.degradation_level) is int
 
 
 @pytest.mark.parametrize(("recipe", "model"), [("qwen3vl-8b-roma", "Qwen3-VL-8B"), ("qwen3vl-4b-roma", "Qwen3-VL-4B")])
@@ -95,11 +109,33 @@ def test_missing_model_and_bad_values_are_reported(tmp_path, capsys):
     )
 
 
-def test_train_in_process_builds_the_model_and_records_the_run(tmp_path):
+def test_the_trainer_gets_a_resolved_copy_of_the_parsed_config(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    from roma.models import vision_token_ids
+
+    argv = ["--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(tiny_model_dir),
+            "--generation_kwargs", '{"suppress_tokens": [5]}', "--dtype", "float32"]
+    training_args, model_args, data_args = parse_args(argv)
+    validated = validate(training_args, model_args, data_args)
+    assert validated.checkpoint is None and [f.__name__ for f in validated.rewards] == ["accuracy_reward", "format_reward"]
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    args = effective_training_args(training_args, data_args, validated, processor)
+    assert args.generation_kwargs == {"suppress_tokens": sorted({5, *vision_token_ids(processor)})}
+    assert args.model_init_kwargs == validated.model_init_kwargs and args.model_init_kwargs["dtype"] == "float32"
+    # the parsed configuration is untouched
+    assert training_args.generation_kwargs == {"suppress_tokens": [5]}
+    assert training_args.model_init_kwargs is None
+
+
+def test_train_in_process_builds_the_model_and_records_the_run(tmp_path, monkeypatch):
     model_dir, output_dir = tmp_path / "tiny", tmp_path / "run"
     argv = ["--config", str(CONFIGS / "tiny-roma.yaml"), "--model_name_or_path", str(model_dir),
             "--build_tiny_model", "true", "--output_dir", str(output_dir), *SMALL_RUN]
+    checks = []
+    monkeypatch.setattr(cli, "check_data_args", lambda data_args: checks.append(data_args))
     assert main(argv) == 0
+    assert len(checks) == 1  # validated once, before anything is built
     assert (model_dir / "config.json").exists()  # built, since it did not exist
     for name in ("config.yaml", "run_info.json", "model.safetensors", "processor_config.json", "trainer_state.json"):
         assert (output_dir / name).exists(), name
@@ -179,15 +215,6 @@ def test_recipe_errors_name_the_key(tmp_path, capsys, text, message):
     assert main(["--config", _recipe(tmp_path, text)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("roma train: ")
-
-
-def test_degradation_level_as_a_yaml_number(tmp_path):
-    training_args, _, _ = parse_args(["--config", _recipe(tmp_path, "degradation_level: 3\n")])
-    assert training_args.degradation_level == "3" and training_args.view_level == 3
-    training_args, _, _ = parse_args(["--config", _recipe(tmp_path, "degradation_level: '2'\n")])
-    assert training_args.view_level == 2
-    with pytest.raises(ValueError, match=r"degradation_level must be one of \['train', '1', '2', '3'\], got '4'"):
-        parse_args(["--config", _recipe(tmp_path, "degradation_level: 4\n")])
 
 
 def _checkpoint(folder, step, *, complete=True):

@@ -11,6 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "degrade": ("roma.degrade.cli", "Render a labelled grid of the degradation pools and levels."),
+    "degrade-dataset": ("roma.degrade.dataset", "Seeded degraded copies of a dataset for any evaluation kit."),
     "build-model": ("roma.models.cli", "Build the tiny offline Qwen3-VL (tokenizer, processor, weights)."),
     "sft": ("roma.sft", "Supervised warm-up of a model on the synthetic suite's worked solutions."),
     "train": ("roma.train.cli", "GRPO / ROMA / naive-augmentation RL training from a YAML recipe."),

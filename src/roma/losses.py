@@ -34,18 +34,27 @@ Equivalence with TRL 1.16.0 (``GRPOTrainer._compute_loss`` and ``_generate_and_s
   loss by the gradient-accumulation steps, which is the caller's business. The clip fractions are TRL's
   ``clip_ratio/{low,high,region}_mean`` on one process.
 
-Cheap worst-case selection (§7). The worst view is chosen on detached values, so the ``K`` teacher-forced
-passes can run without autograd: call :func:`invariance_penalty` under ``torch.no_grad()`` on all ``K``
-views, keep its metrics for logging (``per_view_kl``, ``worst_view``), recompute with autograd only the
-views with ``metrics.selection_counts > 0`` (one view for ``worst_case="batch"``; all ``K`` for ``"mean"``)
-and call :func:`invariance_penalty` again on that ``(K', N, T)`` subset, in the original view order. The
-loss and its gradient are those of the full call, because every selected view is in the subset and the
-argmax keeps the first of tied views. :func:`per_view_kl` gives the per-view penalties alone.
+Cheap worst-case selection (§7), what :class:`roma.train.RomaTrainer` does. The worst view is chosen on
+detached values, so most teacher-forced passes can run without autograd. For ``worst_case`` ``"batch"``
+and ``"sequence"`` (``K > 1``): run the ``K`` views without autograd (the pairs that also feed the
+auxiliary term with it), call :func:`select_views` on them — it returns the one view each sequence's
+penalty reads, ``ViewSelection.sequence_view``, and the per-view values to log — then run each sequence
+under its selected view with autograd and call :func:`selected_view_penalty` on those ``(N, T)``
+log-probs. The loss and its gradient are those of :func:`invariance_penalty` on all ``K`` views with
+autograd, because the argmax keeps the first of tied views and the gradient flows only through the
+selected view. ``"token"`` and ``"mean"`` read several views per sequence: every view runs with autograd
+and :func:`invariance_penalty` takes them all. :func:`per_view_kl` gives the per-view penalties alone.
+
+Test oracles only. :func:`group_advantages` and :func:`selective_log_softmax` reproduce TRL's advantages
+and sampled-token log-probs; the trainer never calls them (TRL computes both, and pass 2 takes its
+log-probs from TRL's fused LM head): the test suite checks them against TRL's own code
+(``tests/test_losses_reference.py``). :func:`clipped_pg_loss` reproduces TRL's clean GRPO loss there and
+is also the body of :func:`auxiliary_pg_loss`, which the trainer does call.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 
@@ -55,11 +64,11 @@ KLEstimator = Literal["k1", "k2", "k3"]
 KLDirection = Literal["forward", "reverse"]
 WorstCase = Literal["batch", "sequence", "token", "mean"]
 
-AGG_MODES: tuple[str, ...] = ("token", "sequence", "fixed")
-REWARD_SCALES: tuple[str, ...] = ("group", "batch", "none")
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
-KL_DIRECTIONS: tuple[str, ...] = ("forward", "reverse")
-WORST_CASES: tuple[str, ...] = ("batch", "sequence", "token", "mean")
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
+REWARD_SCALES: tuple[str, ...] = get_args(RewardScale)
+KL_ESTIMATORS: tuple[str, ...] = get_args(KLEstimator)
+KL_DIRECTIONS: tuple[str, ...] = get_args(KLDirection)
+WORST_CASES: tuple[str, ...] = get_args(WorstCase)
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: dict[str, int | None]) -> None:
@@ -386,7 +395,6 @@ class PenaltyMetrics(NamedTuple):
     worst_view: torch.Tensor  # () long, argmax_k of per_view_kl (the batch-level worst view, any mode)
     selection_counts: torch.Tensor  # (K,) long, how many selection units picked each view (see below)
     success_rate: torch.Tensor  # () float, share of sequences with success (m_i = 1)
-    sequence_view: torch.Tensor  # (N,) long, the view each sequence's penalty uses; -1 where none does (below)
 
 
 def invariance_penalty(
@@ -413,16 +421,10 @@ def invariance_penalty(
     - ``"token"``: each token takes its largest view, then aggregated; counts = counted tokens per view;
     - ``"mean"``: ``mean_k L_inv(k)`` (ablation "no worst case"); every view is used, counts are all 1.
 
-    ``sequence_view`` (N,) names the one view a sequence's penalty reads — the batch's worst view
-    (``"batch"``) or the sequence's own (``"sequence"``) — and is -1 for sequences the penalty does not
-    see (failed, or no counted token) and everywhere for ``"token"`` / ``"mean"``, which read several
-    views per sequence. With it, the ``"sequence"`` penalty is the ``K = 1`` penalty of the per-sequence
-    selected log-probs: one autograd pass instead of one per selected view.
-
     The argmax is taken on detached values (ties: the lowest view index); the gradient flows only
     through the selected view(s) and never into ``clean_logps``. With no successful sequence the loss is
     exactly 0.0, still attached to ``view_logps``' graph, with zero gradient. For the cheap two-pass use
-    (select without autograd, recompute only the selected views) see the module docstring.
+    (:func:`select_views`, then :func:`selected_view_penalty`) see the module docstring.
     """
     if worst_case not in WORST_CASES:
         raise ValueError(f"worst_case must be one of {WORST_CASES}, got {worst_case!r}")
@@ -438,17 +440,15 @@ def invariance_penalty(
     num_views, _, num_tokens = kl.shape  # K, S, T
     view_kl = aggregate(kl, counted, mode=agg, max_tokens=max_tokens)  # (K,)
     worst_view = view_kl.detach().argmax()  # ()
-    has_tokens = counted.any(-1)  # (S,) a sequence with no counted token selects nothing
 
     if worst_case == "batch":
         loss = view_kl[worst_view]
         selection_counts = torch.nn.functional.one_hot(worst_view, num_views)  # (K,)
     elif worst_case == "sequence":
-        sequence_kl = _sequence_mean(kl.detach(), counted)  # (K, S)
-        chosen = sequence_kl.argmax(0)  # (S,)
+        chosen = _sequence_worst_view(kl, counted)  # (S,)
         selected_kl = kl.gather(0, chosen[None, :, None].expand(1, -1, num_tokens))[0]  # (S, T)
         loss = aggregate(selected_kl, counted, mode=agg, max_tokens=max_tokens)
-        selection_counts = torch.bincount(chosen[has_tokens], minlength=num_views)  # (K,)
+        selection_counts = torch.bincount(chosen[counted.any(-1)], minlength=num_views)  # (K,)
     elif worst_case == "token":
         chosen = kl.detach().argmax(0)  # (S, T)
         selected_kl = kl.gather(0, chosen[None])[0]  # (S, T)
@@ -458,18 +458,101 @@ def invariance_penalty(
         loss = view_kl.mean()
         selection_counts = torch.ones(num_views, dtype=torch.long, device=kl.device)  # (K,)
 
-    sequence_view = torch.full(success.shape, -1, dtype=torch.long, device=kl.device)  # (N,)
-    if worst_case in ("batch", "sequence"):
-        per_success = worst_view.expand(has_tokens.shape) if worst_case == "batch" else chosen  # (S,)
-        sequence_view[success] = torch.where(has_tokens, per_success, -1)
     metrics = PenaltyMetrics(
         per_view_kl=view_kl.detach(),
         worst_view=worst_view,
         selection_counts=selection_counts,
         success_rate=success.float().mean(),
-        sequence_view=sequence_view,
     )
     return loss, metrics
+
+
+def _sequence_worst_view(
+    kl: torch.Tensor,  # (K, S, T) per-token KL
+    counted: torch.Tensor,  # (S, T) bool
+) -> torch.Tensor:  # (S,) long: the view with each sequence's largest token-mean KL (ties: the lowest)
+    return _sequence_mean(kl.detach(), counted).argmax(0)
+
+
+class ViewSelection(NamedTuple):
+    """The result of :func:`select_views` (detached)."""
+
+    sequence_view: torch.Tensor  # (N,) long, the view each sequence's penalty reads; -1: it reads none
+    per_view_kl: torch.Tensor  # (K,) float, L_inv(k) of every view, as PenaltyMetrics.per_view_kl
+    selection_counts: torch.Tensor  # (K,) long, as PenaltyMetrics.selection_counts
+
+
+def select_views(
+    view_logps: torch.Tensor,  # (K, N, T) ℓ^k, detached (the selection takes no gradient)
+    clean_logps: torch.Tensor,  # (N, T) ℓ
+    completion_mask: torch.Tensor,  # (N, T) bool or 0/1
+    success: torch.Tensor,  # (N,) bool m_i
+    *,
+    estimator: KLEstimator = "k3",
+    direction: KLDirection = "forward",
+    worst_case: Literal["batch", "sequence"] = "batch",
+    agg: AggMode = "token",
+    max_tokens: int | None = None,
+    max_log_ratio: float = 20.0,
+) -> ViewSelection:
+    """§4, §7: the one view each sequence's worst-case penalty reads, chosen as :func:`invariance_penalty`
+    chooses it — the batch's worst view (``"batch"``) or the sequence's own (``"sequence"``).
+
+    ``sequence_view`` is -1 for the sequences the penalty does not see (failed, or no counted token).
+    :func:`selected_view_penalty` of each sequence's log-probs under its selected view is then
+    ``invariance_penalty(view_logps, ..., worst_case=worst_case)``, value and gradient: one autograd pass
+    per sequence instead of one per view. ``"token"`` / ``"mean"`` read several views per sequence and
+    raise ``ValueError``.
+    """
+    if worst_case not in ("batch", "sequence"):
+        raise ValueError(
+            f"select_views picks one view per sequence, for worst_case 'batch' or 'sequence'; got {worst_case!r} "
+            "(use invariance_penalty on all K views)"
+        )
+    detached = view_logps.detach()  # (K, N, T)
+    kw = dict(estimator=estimator, direction=direction, max_log_ratio=max_log_ratio)
+    kl, counted = _successful_token_kl(detached, clean_logps, completion_mask, success, **kw)  # (K, S, T), (S, T)
+    num_views = kl.shape[0]
+    view_kl = aggregate(kl, counted, mode=agg, max_tokens=max_tokens)  # (K,)
+    has_tokens = counted.any(-1)  # (S,) a sequence with no counted token selects nothing
+    if worst_case == "batch":
+        worst_view = view_kl.argmax()  # ()
+        chosen = worst_view.expand(has_tokens.shape)  # (S,)
+        selection_counts = torch.nn.functional.one_hot(worst_view, num_views)  # (K,)
+    else:
+        chosen = _sequence_worst_view(kl, counted)  # (S,)
+        selection_counts = torch.bincount(chosen[has_tokens], minlength=num_views)  # (K,)
+    sequence_view = torch.full(success.shape, -1, dtype=torch.long, device=kl.device)  # (N,)
+    sequence_view[success] = torch.where(has_tokens, chosen, -1)
+    return ViewSelection(sequence_view, view_kl, selection_counts)
+
+
+def selected_view_penalty(
+    selected_logps: torch.Tensor,  # (N, T) ℓ of each sequence under its selected view (with autograd)
+    clean_logps: torch.Tensor,  # (N, T) ℓ, the stop-gradient anchor
+    completion_mask: torch.Tensor,  # (N, T) bool or 0/1
+    success: torch.Tensor,  # (N,) bool m_i
+    *,
+    estimator: KLEstimator = "k3",
+    direction: KLDirection = "forward",
+    agg: AggMode = "token",
+    max_tokens: int | None = None,
+    max_log_ratio: float = 20.0,
+) -> torch.Tensor:  # ()
+    """§3–§4: ``L_inv^wc`` from the log-probs of each sequence under the view :func:`select_views` chose
+    for it: ``agg_{i,t: m_i=1} D^{k_i}_{i,t}``, the penalty of that one (N, T) view. Rows the penalty does
+    not read may hold anything finite (the trainer puts the clean log-probs there)."""
+    return per_view_kl(
+        selected_logps[None],
+        clean_logps,
+        completion_mask,
+        success,
+        estimator=estimator,
+        direction=direction,
+        agg=agg,
+        max_tokens=max_tokens,
+        max_log_ratio=max_log_ratio,
+    )[0]
 
 
 # --------------------------------------------------------------------------------------------------

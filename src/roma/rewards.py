@@ -8,15 +8,22 @@ graders, are written out in ``docs/rewards.md``. In short:
 - **What is graded.** A completion's answer is the content of its last ``\\boxed{…}`` (or ``\\fbox{…}``)
   after the last ``</think>``. Text inside a think block never counts: the box of an unclosed
   ``<think>`` (truncated reasoning) is ignored. No box, or a last box whose braces never close: no answer.
+  For a letter gold whose box names no option (``\\boxed{\\Delta E}``), an ``Answer: D`` after the box
+  is the answer (:func:`graded_answer`).
 - **choice** answers are letters. A prediction names a letter as ``B``, ``(B)``, ``B.``, ``B) 12``,
-  ``option b``, ``The answer is B``, ``<answer>B</answer>`` or as the text of one of the ``choices``.
+  ``option b``, ``The answer is B``, ``<answer>B</answer>`` or as the text of one of the ``choices``;
+  never by a capital inside mathematics. Letter golds without option texts (options in the image) are
+  letter sets: ``A, C`` = ``C and A``; ``C. 12`` names C.
 - **number** answers are numbers or mathematical expressions: numbers (plain, or LaTeX that Math-Verify
-  evaluates: ``½ = 0.5 = \\frac{1}{2}``) are compared by value, equal to 1e-6 or within the relative
-  ``tolerance`` (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy); other mathematical
-  objects (intervals, sets, tuples, matrices, expressions) go through Math-Verify.
-  ``−`` is a minus, ``7,425,000`` has thousands separators, and ``50%`` matches both ``0.5`` and ``50``.
-- **text** answers are compared case-, whitespace- and punctuation-insensitively, and as numbers when
-  both sides are plain numbers.
+  evaluates: ``½ = 0.5 = \\frac{1}{2}``) are compared by value: equal (a decimal of ≥ 6 significant
+  digits also equals the ``1/3``, ``√2`` it rounds), or within the relative ``tolerance``
+  (``|pred − gold| ≤ tol·|gold|``, ChartQA's relaxed accuracy; never for a year). Expressions and
+  equations, bare or in LaTeX, and other mathematical objects (intervals, sets, tuples, matrices) are
+  compared whole by Math-Verify. ``−`` is a minus, ``7,425,000`` has thousands separators, and ``50%``
+  matches both ``0.5`` and ``50``.
+- **text** answers are compared by their words, numbers and operators, case-, whitespace- and
+  punctuation-insensitively (every number must match, ``x<y ≠ x>y``), and as numbers when both sides
+  are plain numbers.
 
 Nothing here raises on model output: a prediction that is ``None``, not a string, empty, longer than
 :data:`MAX_PREDICTION_CHARS`, unbalanced or unparseable is simply wrong (reward 0.0). Invalid *gold* data
@@ -41,11 +48,12 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import mpmath
 import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify.grader import is_assignment_relation, is_equation
 from sympy.functions.combinatorial.factorials import factorial, factorial2, subfactorial
 
 from roma.data.schema import ANSWER_TYPES, LETTERS
@@ -60,6 +68,7 @@ __all__ = [
     "extract_answer",
     "extract_choice",
     "format_reward",
+    "graded_answer",
     "infer_answer_type",
     "is_correct",
 ]
@@ -67,7 +76,8 @@ __all__ = [
 MAX_PREDICTION_CHARS = 20_000
 """A prediction longer than this is wrong without being parsed (no answer is that long)."""
 
-_EXACT = Fraction(1, 10**6)  # numbers closer than this are equal (Math-Verify rounds floats to 6 decimals)
+_ROUNDED_DIGITS = 6  # a decimal with this many significant digits may stand for an inexact value it rounds
+_FLOAT_NOISE = Fraction(1, 10**12)  # two float evaluations of inexact values closer than this are equal
 _MATH_VERIFY_TIMEOUT_S = 5  # per parse / per comparison, main thread only
 _MAX_LOG10 = 10_000.0  # refuse expressions whose value may have more digits than this
 _MAX_NESTING = 12  # deeper ( [ { nesting is refused: Math-Verify's parser spends ~40 ms per level
@@ -152,16 +162,23 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def _last_box(text: str) -> str | None:
-    """Content of the last top-level ``\\boxed{}``/``\\fbox{}`` (boxes nested in it are part of it);
-    ``None`` when there is no box or the last one never closes."""
+def _last_box_span(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` of the content of the last top-level ``\\boxed{}``/``\\fbox{}`` (boxes nested in
+    it are part of it; ``text[end]`` is its closing brace); ``None`` when there is no box or the last one
+    never closes."""
     last, pos = None, 0
     while (match := _BOX_RE.search(text, pos)) is not None:
         end = _closing_brace(text, match.end())
         if end < 0:
             return None
-        last, pos = text[match.end() : end], end + 1
+        last, pos = (match.end(), end), end + 1
     return last
+
+
+def _last_box(text: str) -> str | None:
+    """Content of the last top-level box (see :func:`_last_box_span`), or ``None``."""
+    span = _last_box_span(text)
+    return None if span is None else text[span[0] : span[1]]
 
 
 def extract_answer(text: object) -> str | None:
@@ -216,16 +233,46 @@ def _strip_wrappers(text: str) -> str:
 
 
 _ARTICLES = ("a", "an", "the")
+_EMPHASIS_RE = re.compile(r"\*{2,}|_{2,}|^\*+|\*+$")  # markdown **bold**, __bold__, a leading/trailing *
+# a hyphen between two words of two or more letters joins words ("New-York"); any other "-" is a minus
+_JOINING_HYPHEN_RE = re.compile(r"(?<=[^\W\d_]{2})[-\u2010\u2011](?=[^\W\d_]{2})")
+_OPERATOR_SPELLINGS = (("<=", "≤"), (">=", "≥"), ("!=", "≠"))
+_PERCENT_WORD_RE = re.compile(r"\bper\s?cent\b")
+_TEXT_TOKEN_RE = re.compile(
+    r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"  # 1,000.5  12  .5
+    r"|(?P<word>[^\W\d_]+)"
+    r"|(?P<operator>[-<>=+*/^%≤≥≠±×÷∓])"
+)
 
 
-def _norm_text(text: str) -> str:
-    """Case-, whitespace- and punctuation-insensitive form, without a leading article:
-    ``" The New-York. "`` -> ``"new york"`` (a lone ``"a"`` stays)."""
+def _canonical_digits(number: str) -> str:
+    """``"1,000.50"`` -> ``"1000.5"``, ``"007"`` -> ``"7"``, ``".5"`` -> ``"0.5"``: one spelling per value."""
+    whole, _, decimals = number.replace(",", "").partition(".")
+    whole, decimals = whole.lstrip("0") or "0", decimals.rstrip("0")
+    return f"{whole}.{decimals}" if decimals else whole
+
+
+def _text_tokens(text: str) -> tuple[str, ...]:
+    """The words, numbers and operators of a text answer, case-, whitespace- and punctuation-insensitive,
+    without a leading article: ``" The New-York. "`` -> ``("new", "york")`` (a lone ``"a"`` stays).
+
+    Numbers are one token each in a canonical form (``"1,000"`` and ``"1000.0"`` are the same token), so
+    two texts are equal only if every number matches. Comparison and arithmetic operators are tokens and
+    never dropped (``x<y`` ≠ ``x>y``; ``<=`` is ``≤``); a hyphen joining two words is a space, any other
+    ``-`` is a minus. Markdown emphasis (``**``) is dropped, other punctuation separates tokens.
+    """
     text = unicodedata.normalize("NFKC", _strip_wrappers(text)).casefold()
-    words = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text).split()
-    if len(words) > 1 and words[0] in _ARTICLES:
-        words = words[1:]
-    return " ".join(words)
+    text = _JOINING_HYPHEN_RE.sub(" ", _EMPHASIS_RE.sub(" ", text.strip()))
+    for spelling, symbol in _OPERATOR_SPELLINGS:
+        text = text.replace(spelling, symbol)
+    text = _PERCENT_WORD_RE.sub("%", text)
+    tokens = [
+        _canonical_digits(match["number"]) if match["number"] else match.group()
+        for match in _TEXT_TOKEN_RE.finditer(text)
+    ]
+    if len(tokens) > 1 and tokens[0] in _ARTICLES:
+        tokens = tokens[1:]
+    return tuple(tokens)
 
 
 _VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
@@ -241,7 +288,45 @@ _PLAIN_NUMBER_RE = re.compile(
 )
 
 
-def _plain_number(text: str) -> tuple[Fraction, ...] | None:
+class _Number(NamedTuple):
+    """A number read from an answer, with what is known about how it was written."""
+
+    value: Fraction
+    inexact: bool = False
+    """The value has no finite decimal form (``1/3``, and ``√2``, ``π`` whose value is then a float)."""
+    ulp: Fraction | None = None
+    """For a decimal written with at least :data:`_ROUNDED_DIGITS` significant digits (``0.333333``), one
+    unit of its last digit: it may be a rounded or truncated value of an inexact number."""
+
+    def scaled(self, factor: Fraction) -> _Number:
+        return _Number(self.value * factor, self.inexact, None if self.ulp is None else self.ulp * factor)
+
+
+def _terminates(value: Fraction) -> bool:
+    """Whether ``value`` has a finite decimal form (its denominator has no prime factor but 2 and 5)."""
+    q = value.denominator
+    for prime in (2, 5):
+        while q % prime == 0:
+            q //= prime
+    return q == 1
+
+
+def _rational(value: Fraction) -> _Number:
+    return _Number(value, inexact=not _terminates(value))
+
+
+def _decimal(mantissa: str, exponent: int = 0) -> _Number:
+    """A decimal as written: ``mantissa`` is ``[-]digits[.digits]`` (no separators)."""
+    value = Fraction(mantissa) * Fraction(10) ** exponent if exponent else Fraction(mantissa)
+    digits = mantissa.lstrip("+-").replace(".", "").lstrip("0")
+    if len(digits) < _ROUNDED_DIGITS:
+        return _Number(value)
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    return _Number(value, ulp=Fraction(10) ** (exponent - decimals))
+
+
+@lru_cache(maxsize=16_384)
+def _plain_number(text: str) -> tuple[_Number, ...] | None:
     """The value(s) of a plain number, or ``None``: ``"−1,000.5"`` -> ``(-1000.5,)``; a percentage gives
     its fraction and its bare number (``"50%"`` -> ``(1/2, 50)``). Handles ``$…$``/``\\boxed{}``/
     ``\\text{}`` wrappers, LaTeX thousands separators (``{,}``, ``,\\!``), thin spaces, currency signs,
@@ -258,23 +343,20 @@ def _plain_number(text: str) -> tuple[Fraction, ...] | None:
     match = _PLAIN_NUMBER_RE.fullmatch(text.strip())
     if match is None:
         return None
+    sign = -1 if match["sign"] == "-" else 1
     if match["den"] is not None:
         if int(match["den"]) == 0:
             return None
-        value = Fraction(int(match["num"]), int(match["den"]))
+        number = _rational(sign * Fraction(int(match["num"]), int(match["den"])))
     elif match["vulgar"] is not None:
-        value = int(match["whole"] or 0) + Fraction(unicodedata.numeric(match["vulgar"])).limit_denominator(
-            10
-        )
+        vulgar = Fraction(unicodedata.numeric(match["vulgar"])).limit_denominator(10)
+        number = _rational(sign * (int(match["whole"] or 0) + vulgar))
     elif match["int"] is None and match["frac"] is None:
         return None
     else:
-        value = Fraction(f"{(match['int'] or '0').replace(',', '')}.{match['frac'] or '0'}")
-        if match["exp"] is not None:
-            value *= Fraction(10) ** int(match["exp"])
-    if match["sign"] == "-":
-        value = -value
-    return (value / 100, value) if percent else (value,)
+        mantissa = (match["int"] or "0").replace(",", "") + (f".{match['frac']}" if match["frac"] else "")
+        number = _decimal(("-" if sign < 0 else "") + mantissa, int(match["exp"] or 0))
+    return (number.scaled(Fraction(1, 100)), number) if percent else (number,)
 
 
 def _tolerance_fraction(tolerance: float) -> Fraction:
@@ -282,9 +364,38 @@ def _tolerance_fraction(tolerance: float) -> Fraction:
     return Fraction(repr(float(tolerance)))
 
 
-def _numbers_close(pred: Sequence[Fraction], gold: Sequence[Fraction], tolerance: Fraction) -> bool:
-    """Any candidate pair within ``max(tol·|gold|, 1e-6)``."""
-    return any(abs(p - g) <= max(tolerance * abs(g), _EXACT) for p in pred for g in gold)
+_YEAR_RE = re.compile(r"(?:19|20)\d\d|2100")
+
+
+@lru_cache(maxsize=4096)
+def _is_year(answer: str) -> bool:
+    """A gold written as a bare integer from 1900 to 2100 (``2010``; not ``2,010``, ``2010.0``, ``-2010``)
+    is read as a year, a label that the relative tolerance never applies to."""
+    return _YEAR_RE.fullmatch(_strip_wrappers(answer).rstrip(".").strip()) is not None
+
+
+def _number_equal(pred: _Number, gold: _Number, tolerance: Fraction) -> bool:
+    """Equal values; or within the relative tolerance ``|pred − gold| ≤ tol·|gold|`` (so a gold of 0 is
+    only matched by 0); or, when one side has no finite decimal form (``1/3``, ``√2``), the other is a
+    decimal of ≥ 6 significant digits that rounds or truncates it (closer than one unit of its last
+    digit); or both are evaluations of inexact values equal up to float noise."""
+    difference = abs(pred.value - gold.value)
+    if difference == 0 or difference <= tolerance * abs(gold.value):
+        return True
+    for written, other in ((pred, gold), (gold, pred)):
+        if written.ulp is not None and other.inexact and difference < written.ulp:
+            return True
+    return (
+        pred.inexact and gold.inexact and difference <= _FLOAT_NOISE * max(abs(pred.value), abs(gold.value))
+    )
+
+
+def _numbers_close(
+    pred: Sequence[_Number], gold: Sequence[_Number], tolerance: Fraction, *, year: bool = False
+) -> bool:
+    """Any candidate pair equal by :func:`_number_equal`; no tolerance for a year gold."""
+    tolerance = Fraction(0) if year else tolerance
+    return any(_number_equal(p, g, tolerance) for p in pred for g in gold)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -299,18 +410,37 @@ def _timeout() -> int | None:
 _COMMAND_OR_TEXT_GROUP_RE = re.compile(
     r"\\(?:text\w*|mbox|mathrm|operatorname|begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+"
 )
-_PROSE_WORD_RE = re.compile(r"[A-Za-z]{3,}")
+# In bare text a word of two or more letters is prose ("5 km"), except these function names; in LaTeX
+# (``\ ^ _ {`` present) words of three or more letters ("\frac{dy}{dx}" is mathematics)
+_PROSE_WORD_RE = {2: re.compile(r"[^\W\d_]{2,}"), 3: re.compile(r"[^\W\d_]{3,}")}
+_LATEX_MARK_RE = re.compile(r"[\\^_{]")
+_MATH_WORDS = frozenset(
+    "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp sqrt max min mod gcd lcm "
+    "det pi inf oo".split()
+)
+
+
+def _is_prose(text: str) -> bool:
+    """Whether ``text`` (LaTeX commands and ``\\text{…}`` groups aside) holds a word that is not a
+    function name: ``"Over 30 mins"``, ``"5 km"`` are prose; ``"y = 2x + 1"``, ``"\\sin(x)^2"`` are not."""
+    words = _PROSE_WORD_RE[3 if _LATEX_MARK_RE.search(text) else 2].findall(
+        _COMMAND_OR_TEXT_GROUP_RE.sub(" ", text)
+    )
+    return any(word.casefold() not in _MATH_WORDS for word in words)
+
+
+_BARE_MATH_RE = re.compile(r"[A-Za-z\\^_{=<>+\-*/≤≥≠]")
 
 
 def _as_latex(text: str) -> str:
-    """Wrap bare LaTeX (``63\\pi``, ``6z^5+1``, ``\\begin{pmatrix}…``) in ``$…$`` so that Math-Verify
-    reads it as LaTeX; text with delimiters, or prose, is left for Math-Verify's own extraction."""
+    """Wrap a bare expression or equation (``63\\pi``, ``6z^5+1``, ``\\begin{pmatrix}…``, ``y = 2x + 1``,
+    ``x<y``) in ``$…$`` so that Math-Verify reads all of it as LaTeX, never just one of its numbers. Text
+    with delimiters or a box, prose, and text without letters or operators (``1,22``, ``32, 349``) are
+    left to Math-Verify's own extraction."""
     text = _clean(text).strip()
-    if _DELIMITER_RE.search(text) or _BOX_RE.search(text) or not re.search(r"[\\^_{]", text):
+    if _DELIMITER_RE.search(text) or _BOX_RE.search(text) or _is_prose(text):
         return text
-    if _PROSE_WORD_RE.search(_COMMAND_OR_TEXT_GROUP_RE.sub(" ", text)):
-        return text
-    return f"${text}$"
+    return f"${text.rstrip('. ')}$" if _BARE_MATH_RE.search(text) else text  # "y = 2x + 1." ends a sentence
 
 
 def _log10_bound(expr: Any) -> float:
@@ -398,10 +528,18 @@ def _mv_verify(gold: Sequence[Any], pred: Sequence[Any]) -> bool:
 _PERCENT_FACTOR = sympy.UnevaluatedExpr(sympy.Rational(1, 100))
 
 
-def _sympy_values(parsed: Sequence[Any]) -> tuple[Fraction, ...]:
+def _float_number(reading: Any) -> _Number:
+    """A sympy Float as the decimal that was written: sympy pads to 15 digits (``0.600000000000000``)."""
+    mantissa, _, exponent = str(reading).partition("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return _decimal(mantissa, int(exponent or 0))
+
+
+def _sympy_values(parsed: Sequence[Any]) -> tuple[_Number, ...]:
     """Real numeric values among Math-Verify results (a percentage gives both readings, as for plain
     numbers); empty when none is a number."""
-    values: list[Fraction] = []
+    values: list[_Number] = []
     for item in parsed:
         if not isinstance(item, sympy.Basic):
             continue
@@ -412,14 +550,15 @@ def _sympy_values(parsed: Sequence[Any]) -> tuple[Fraction, ...]:
             try:
                 if not reading.is_number or reading.free_symbols:
                     continue
+                reading = reading.doit()  # "1 - 1" parses as an unevaluated sum; its value is exactly 0
                 if reading.is_Float:
-                    values.append(Fraction(str(reading)))  # the decimal as written: 0.6 is 3/5
+                    values.append(_float_number(reading))  # the decimal as written: 0.6 is 3/5
                 elif reading.is_Rational:
-                    values.append(Fraction(int(reading.p), int(reading.q)))
+                    values.append(_rational(Fraction(int(reading.p), int(reading.q))))
                 else:
                     number = complex(sympy.N(reading, 30))
                     if number.imag == 0 and math.isfinite(number.real):
-                        values.append(Fraction(number.real))
+                        values.append(_Number(Fraction(number.real), inexact=True))
             except (TypeError, ValueError, OverflowError, ArithmeticError):
                 continue
     return tuple(values)
@@ -430,10 +569,11 @@ def _sympy_values(parsed: Sequence[Any]) -> tuple[Fraction, ...]:
 
 
 def _looks_mathematical(gold: str) -> bool:
+    """Math delimiters, or digits / LaTeX / operators without prose (``"Over 30 mins"`` is text)."""
     if _DELIMITER_RE.search(_clean(gold)):
         return True
     core = _strip_wrappers(gold)
-    return bool(re.search(r"[\d\\^_=<>+]", core))
+    return not _is_prose(core) and bool(re.search(r"[\d\\^_=<>+≤≥≠]", core))  # "N/A" is text
 
 
 @lru_cache(maxsize=16_384)
@@ -518,6 +658,47 @@ _WHOLE_LETTER_RE = re.compile(r"[\s\"'`*(\[{]*([A-Za-z])[\s\"'`*)\]}.:,;!]*")
 _LEADING_LETTER_RE = re.compile(r"[\s\"'`*]*\(?([A-Z])[.):]")
 _PAREN_LETTER_RE = re.compile(r"\(([A-Za-z])\)")
 _STANDALONE_CAPITAL_RE = re.compile(rf"(?<![A-Za-z0-9\\])([A-Z]){_NOT_A_WORD}{_ARTICLE_GUARD}")
+# after unwrapping: a LaTeX command or an operator makes a prediction mathematics, whose capitals are
+# variables ("\langle H\rangle \ll \Delta E"), not options
+# (markdown emphasis aside: "**B**", "*B*" are not products)
+_MATH_CONTENT_RE = re.compile(r"\\[A-Za-z]+|[=<>^_+/≤≥≠]|(?<=[\d)])\s*\*\s*(?=[\d(])")
+_LETTER_LIST_PREFIX_RE = re.compile(
+    r"(?i:(?:the\s+)?(?:correct\s+|final\s+)?(?:answers?|options?|choices?)(?:\s+(?:is|are))?)\s*[:=]?\s*"
+)
+_LETTER_ITEM = r"\(?[A-Z]\)?"
+_LETTER_LIST_RE = {
+    joined: re.compile(rf"{_LETTER_ITEM}(?: ?(?:[,;&]|and){'?' if joined else ''} ?{_LETTER_ITEM})*")
+    for joined in (False, True)
+}
+_MAX_LETTER_LIST_CHARS = 200
+
+
+def _letter_set(text: str, *, joined: bool) -> frozenset[str] | None:
+    """The set of option letters ``text`` lists, or ``None``: ``"A, C"``, ``"C and A"``, ``"(A) & (C)"``,
+    ``"Answers: A; C."``; with ``joined``, also ``"AC"`` (a gold is never read that way: ``"USA"`` is a
+    word). Letters are capitals; a repeated letter is not a set."""
+    core = " ".join(_strip_wrappers(text).replace("*", " ").split())
+    if len(core) > _MAX_LETTER_LIST_CHARS:
+        return None
+    if prefix := _LETTER_LIST_PREFIX_RE.match(core):
+        core = core[prefix.end() :]
+    core = core.rstrip(" .")
+    if not _LETTER_LIST_RE[joined].fullmatch(core):
+        return None
+    letters = re.findall(r"[A-Z]", core)
+    return frozenset(letters) if len(set(letters)) == len(letters) else None
+
+
+def _named_letters(prediction: str, choices: Sequence[str] | None = None) -> frozenset[str] | None:
+    """The option letter(s) a prediction names: a list of two or more valid letters (``"(A) (C)"`` is not
+    option A), else one letter (:func:`extract_choice`). Run-together letters (``"AC"``) count only when
+    the option texts are unknown (with options, ``"UK"`` may be an option's text)."""
+    letters = _letter_set(prediction, joined=not choices)
+    valid = LETTERS[: len(choices)] if choices else LETTERS
+    if letters is not None and len(letters) > 1 and all(letter in valid for letter in letters):
+        return letters
+    letter = extract_choice(prediction, choices)
+    return frozenset(letter) if letter is not None else letters
 
 
 def _unique(letters: Sequence[str]) -> str | None:
@@ -534,7 +715,8 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
     3. a leading option id: ``B) 12``, ``(B) 12``, ``A. Because …``;
     4. the text of exactly one of ``choices`` (case/punctuation-insensitive);
     5. a single distinct parenthesised letter ``(C)``, then a single distinct standalone capital
-       (``A``/``I`` followed by a lowercase word are words, not options);
+       (``A``/``I`` followed by a lowercase word are words, not options) — never in mathematics (a
+       LaTeX command or an operator: the ``E`` of ``\\langle H\\rangle \\ll \\Delta E`` is a variable);
     6. a number or expression equal (Math-Verify) to exactly one mathematical choice text.
 
     Only letters that index ``choices`` count (A–Z without choices). The prediction is first unwrapped
@@ -556,11 +738,12 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
     if (match := _LEADING_LETTER_RE.match(text)) and (letter := pick(match[1])):
         return letter
     if choices:
-        norm = _norm_text(text)
-        named = [LETTERS[i] for i, c in enumerate(choices) if norm and _norm_text(c) == norm]
+        tokens = _text_tokens(text)
+        named = [LETTERS[i] for i, c in enumerate(choices) if tokens and _text_tokens(c) == tokens]
         if len(named) == 1:
             return named[0]
-    for pattern in (_PAREN_LETTER_RE, _STANDALONE_CAPITAL_RE):
+    mathematics = _MATH_CONTENT_RE.search(_EMPHASIS_RE.sub(" ", text)) is not None
+    for pattern in () if mathematics else (_PAREN_LETTER_RE, _STANDALONE_CAPITAL_RE):
         letter = _unique([m[1].upper() for m in pattern.finditer(text) if m[1].upper() in valid])
         if letter:
             return letter
@@ -579,24 +762,106 @@ def extract_choice(prediction: object, choices: Sequence[str] | None = None) -> 
 # The judge
 
 
+def _stray_equation(gold: Sequence[Any], pred: Sequence[Any]) -> bool:
+    """A predicted equation in unknowns that is not an assignment (``2x + z = 1``) against a gold that is no
+    equation: Math-Verify would compare its right-hand side alone, so any such equation ending in ``= 1``
+    would match ``1``. An assignment (``x = 11`` for ``11``) and a worked computation (``7 + 5 = 12``
+    for ``12``) still count."""
+    if not pred or not gold or not is_equation(pred[0]) or is_equation(gold[0]):
+        return False
+    return not is_assignment_relation(pred[0]) and bool(getattr(pred[0], "free_symbols", None))
+
+
+_RELATION_KINDS: dict[type, tuple[str, int]] = {
+    sympy.Eq: ("=", 1),
+    sympy.Ne: ("≠", 1),
+    sympy.StrictLessThan: ("<", 1),
+    sympy.LessThan: ("≤", 1),
+    sympy.StrictGreaterThan: ("<", -1),  # a > b is b < a
+    sympy.GreaterThan: ("≤", -1),
+}
+
+
+_MAX_CANCEL_NODES = 200  # larger relations go to Math-Verify (cancel expands: (x+y+z)^{60} hangs)
+_MAX_CANCEL_EXPONENT = 12
+
+
+def _cheap_to_cancel(expr: Any) -> bool:
+    """Whether ``sympy.cancel`` on ``expr`` is quick: at most 200 nodes, integer powers up to 12."""
+    for count, node in enumerate(sympy.preorder_traversal(expr)):
+        if count >= _MAX_CANCEL_NODES:
+            return False
+        if isinstance(node, sympy.Pow) and not (
+            node.exp.is_Integer and abs(int(node.exp)) <= _MAX_CANCEL_EXPONENT
+        ):
+            return False
+    return True
+
+
+def _relations_equal(gold: Any, pred: Any) -> bool | None:
+    """Whether two single relations (``=``, ``≠``, ``<``, ``≤``, ``>``, ``≥``) state the same thing, when
+    that is quick to decide, else ``None`` (Math-Verify decides, which can take ~1 s: it solves both).
+
+    Written as ``d > 0`` (or ``d = 0``…) with ``d`` = one side minus the other, two relations of the same
+    kind agree when ``d_gold / d_pred`` cancels to a constant, positive for inequalities
+    (``y = 2x + 1`` ⇔ ``2y = 4x + 2``; ``x < y`` ⇔ ``y > x``); between polynomials anything else differs
+    (``y = 2x + 1`` vs ``y = 3x + 1``; ``x < y`` vs ``x > y``)."""
+    if type(gold) not in _RELATION_KINDS or type(pred) not in _RELATION_KINDS:
+        return None
+    (gold_kind, gold_sign), (pred_kind, pred_sign) = _RELATION_KINDS[type(gold)], _RELATION_KINDS[type(pred)]
+    if gold_kind != pred_kind:
+        return False
+    gold_d, pred_d = gold_sign * (gold.rhs - gold.lhs), pred_sign * (pred.rhs - pred.lhs)
+    if not _cheap_to_cancel(gold_d) or not _cheap_to_cancel(pred_d):
+        return None
+    try:
+        ratio = sympy.cancel(gold_d / pred_d)
+        if ratio.is_number and ratio.is_finite and ratio != 0:
+            return bool(ratio > 0) if gold_kind in "<≤" else True
+        if gold_d.is_polynomial() and pred_d.is_polynomial():
+            return False
+    except (TypeError, ValueError, ArithmeticError, RecursionError, AttributeError):
+        pass
+    return None
+
+
 def _number_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
-    """Numbers by value (exact to 1e-6, or within the tolerance); other math objects by Math-Verify."""
+    """Numbers by value (:func:`_number_equal`; no tolerance for a year); expressions, equations and other
+    math objects by Math-Verify, all of each side; a prose gold (``Over 30 mins``) as text."""
     if "".join(_clean(prediction).split()) == "".join(_clean(answer).split()):
         return True
+    if not _DELIMITER_RE.search(_clean(answer)) and _is_prose(_strip_wrappers(answer)):
+        return _text_correct(prediction, answer, tolerance, None)
     gold_values, pred_values = _numeric_values(answer), _numeric_values(prediction)
     if gold_values and pred_values:
-        return _numbers_close(pred_values, gold_values, tolerance)
+        return _numbers_close(pred_values, gold_values, tolerance, year=_is_year(answer))
     gold_parsed, pred_parsed = _mv_parse(answer), _mv_parse(prediction)
-    return bool(gold_parsed) and bool(pred_parsed) and _mv_verify(gold_parsed, pred_parsed)
+    if not gold_parsed or not pred_parsed or _stray_equation(gold_parsed, pred_parsed):
+        return False
+    return _math_equal(answer, prediction)
 
 
-def _text_correct(prediction: str, answer: str, tolerance: Fraction) -> bool:
-    """Plain numbers by value; anything else by its case/whitespace/punctuation-insensitive form."""
+@lru_cache(maxsize=16_384)
+def _math_equal(answer: str, prediction: str) -> bool:
+    """Math-Verify's verdict on two parsed answers (a quick path for single relations). Cached: the G
+    completions of a prompt often repeat an answer."""
+    gold_parsed, pred_parsed = _mv_parse(answer), _mv_parse(prediction)
+    quick = _relations_equal(gold_parsed[0], pred_parsed[0])
+    return quick if quick is not None else _mv_verify(gold_parsed, pred_parsed)
+
+
+def _text_correct(prediction: str, answer: str, tolerance: Fraction, choices: Sequence[str] | None) -> bool:
+    """Plain numbers by value; option letters whose options are not given (they live in the image) as
+    letter sets; anything else by its tokens (:func:`_text_tokens`: case/whitespace/punctuation-insensitive,
+    every number and operator kept)."""
     gold_plain, pred_plain = _plain_number(answer), _plain_number(prediction)
     if gold_plain is not None and pred_plain is not None:
-        return _numbers_close(pred_plain, gold_plain, tolerance)
-    norm = _norm_text(prediction)
-    return bool(norm) and norm == _norm_text(answer)
+        return _numbers_close(pred_plain, gold_plain, tolerance, year=_is_year(answer))
+    gold_letters = None if choices else _letter_set(answer, joined=False)
+    if gold_letters is not None:
+        return _named_letters(prediction) == gold_letters
+    tokens = _text_tokens(prediction)
+    return bool(tokens) and tokens == _text_tokens(answer)
 
 
 def is_correct(
@@ -611,20 +876,57 @@ def is_correct(
 
     ``answer_type`` is one of ``"choice"``, ``"number"``, ``"text"`` (see the module docstring and
     ``docs/rewards.md``), or ``None`` to infer it with :func:`infer_answer_type`. ``tolerance`` is the
-    relative tolerance of numeric comparisons (``|pred − gold| ≤ tol·|gold|``, boundary included);
-    0.0 means equal to 1e-6. Never raises on the prediction: anything that is not a usable string is wrong.
+    relative tolerance of numeric comparisons (``|pred − gold| ≤ tol·|gold|``, boundary included; never
+    for a year gold such as ``2010``); 0.0 means equal (a decimal of six or more significant digits also
+    equals the value without a finite decimal form that it rounds: ``0.333333 = 1/3``). Never raises on the prediction: anything that is not a usable string is wrong.
     Raises ``ValueError``/``TypeError`` on invalid gold data.
     """
     answer_type, choices, tol = _check_gold(answer, answer_type, choices, tolerance)
     if not isinstance(prediction, str) or not prediction.strip() or len(prediction) > MAX_PREDICTION_CHARS:
         return False
     if answer_type == "choice":
-        return extract_choice(prediction, choices) == _choice_letter_of_gold(answer)
+        return _named_letters(prediction, choices) == {_choice_letter_of_gold(answer)}
     elif answer_type == "number":
         return _number_correct(prediction, answer, tol)
     elif answer_type == "text":
-        return _text_correct(prediction, answer, tol)
+        return _text_correct(prediction, answer, tol, choices)
     raise AssertionError(f"unreachable: answer_type {answer_type!r} passed validation")
+
+
+_FINAL_ANSWER_RE = re.compile(r"\b(?i:answers?)\b(?:\s+(?i:is|are))?\s*[:=]?\s*(?P<answer>[^\n]*)")
+
+
+def graded_answer(
+    text: object,
+    answer: str,
+    *,
+    answer_type: AnswerType | None = None,
+    choices: Sequence[str] | None = None,
+) -> str | None:
+    """The answer of a completion that the judge grades against the gold ``answer``: the last box
+    (:func:`extract_answer`), except when the gold is an option letter (or a set of them) and the box
+    names none — a mathematical expression such as ``\\boxed{\\langle H\\rangle \\ll \\Delta E}`` — and
+    an explicit ``Answer: D`` follows the box: then that statement (here ``"D"``). ``None`` when there is
+    no box. Never raises on the completion.
+    """
+    if not isinstance(text, str):
+        return None
+    part = answer_part(text)
+    span = _last_box_span(part)
+    box = None if span is None else part[span[0] : span[1]].strip()
+    if not box or len(box) > MAX_PREDICTION_CHARS:
+        return box or None
+    if answer_type not in (None, "choice", "text") or not isinstance(answer, str):
+        return box
+    letter_gold = _choice_letter_of_gold(answer) if choices else _letter_set(answer, joined=False)
+    if letter_gold is None:
+        return box
+    valid_choices = isinstance(choices, (list, tuple)) and 0 < len(choices) <= len(LETTERS)
+    if _named_letters(box, choices if valid_choices else None) is not None:
+        return box
+    statements = list(_FINAL_ANSWER_RE.finditer(part, span[1] + 1))
+    stated = statements[-1]["answer"].replace("*", " ").strip() if statements else ""
+    return stated or box
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -647,7 +949,8 @@ def _per_sample(name: str, values: object, n: int, *, scalar_ok: bool) -> list[A
 
 
 def accuracy_reward(completions: Sequence[Any], answer: Sequence[str], **kwargs: Any) -> list[float]:
-    """1.0 when a completion's boxed answer (:func:`extract_answer`) is correct (:func:`is_correct`), else 0.0.
+    """1.0 when a completion's answer (:func:`graded_answer`: its last box) is correct (:func:`is_correct`),
+    else 0.0.
 
     TRL reward-function form: ``completions`` are strings or conversational messages; ``answer`` and the
     optional per-sample columns ``choices``, ``answer_type``, ``tolerance`` are lists with one item per
@@ -662,7 +965,9 @@ def accuracy_reward(completions: Sequence[Any], answer: Sequence[str], **kwargs:
     tolerances = _per_sample("tolerance", kwargs.get("tolerance"), n, scalar_ok=True)
     rewards = []
     for completion, gold, options, kind, tol in zip(completions, answers, choices, answer_types, tolerances):
-        prediction = extract_answer(completion_text(completion))
+        prediction = graded_answer(
+            completion_text(completion), gold, answer_type=kind, choices=options or None
+        )
         correct = is_correct(
             prediction, gold, answer_type=kind, choices=options or None, tolerance=0.0 if tol is None else tol
         )

@@ -18,9 +18,10 @@ moderate accuracy. This command makes one::
    family) and writes ``config.yaml`` (resolved), ``run_info.json`` (package versions, git commit) and
    ``metrics.json`` (validation curve, losses, test accuracy, timings) to ``output_dir``.
 
-:func:`greedy_accuracy` is a deliberately minimal batched greedy evaluator (left padding, vision tokens
-suppressed, answers scored by :mod:`roma.rewards`), enough for the stopping rule and the warm-up
-report; the evaluation package has the full clean / seen / unseen protocol.
+:func:`greedy_accuracy` measures accuracy with the evaluation package's generator and judge
+(:mod:`roma.eval.generation`, :mod:`roma.eval.judge`) and :func:`degraded_accuracy` with its degraded
+views (:func:`roma.eval.protocol.make_view`), so the warm-up's numbers are ``roma eval``'s; the evaluation
+package's :func:`roma.eval.evaluate` runs the full clean / seen / unseen protocol.
 """
 
 from __future__ import annotations
@@ -154,59 +155,37 @@ class GreedyEval(NamedTuple):
 
 
 @torch.no_grad()
-def greedy_completions(
-    model: Any, processor: Any, prompts: Sequence[list[dict]], images: Sequence[Any], *, batch_size: int,
-    max_new_tokens: int,
-) -> list[str]:
-    """Greedy completions of conversational ``prompts`` (one image each), batched with left padding."""
-    from roma.models import vision_token_ids
-
-    if len(prompts) != len(images):
-        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; one image per prompt")
-    tokenizer = processor.tokenizer
-    was_training = model.training
-    model.eval()
-    completions: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        texts = [
-            processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-            for p in prompts[start : start + batch_size]
-        ]
-        inputs = processor(
-            text=texts, images=list(images[start : start + batch_size]), padding=True, padding_side="left",
-            return_tensors="pt",
-        )
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=vision_token_ids(processor),
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        completion_ids = output[:, inputs["input_ids"].shape[1] :]  # (B, T) left padding: prompts end together
-        completions += tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    model.train(was_training)
-    return completions
-
-
 def greedy_accuracy(
     model: Any, processor: Any, dataset: Any, *, batch_size: int = 50, max_new_tokens: int = 32,
     images: Sequence[Any] | None = None,
 ) -> GreedyEval:
-    """Greedy accuracy of ``model`` on a dataset in roma's schema.
+    """Greedy accuracy of ``model`` on a dataset in roma's schema, through the evaluation package's
+    generator (:class:`roma.eval.generation.HFGenerator`: left padding, vision tokens suppressed) and
+    judge (:class:`roma.eval.judge.RuleJudge`: ``roma.rewards.extract_answer`` scored by
+    ``roma.rewards.is_correct`` with the row's ``answer_type``, ``choices`` and ``tolerance``).
 
-    ``images`` replaces the dataset's images (e.g. degraded views, same order); the answer of each
-    completion is ``roma.rewards.extract_answer`` scored by ``roma.rewards.is_correct`` with the row's
-    ``answer_type``, ``choices`` and ``tolerance``.
+    ``images`` replaces the dataset's images (e.g. degraded views, same order); prompts go to the model
+    ``batch_size`` at a time, in dataset order, with the model in eval mode (its mode is restored after).
     """
-    from roma.rewards import extract_answer, is_correct
+    from roma.eval.generation import HFGenerator
+    from roma.eval.judge import RuleJudge
 
     images = list(dataset["image"]) if images is None else list(images)
-    completions = greedy_completions(
-        model, processor, dataset["prompt"], images, batch_size=batch_size, max_new_tokens=max_new_tokens
-    )
-    correct = [
-        bool(is_correct(extract_answer(text), row["answer"], answer_type=row["answer_type"],
-                        choices=row["choices"], tolerance=row["tolerance"]))
-        for text, row in zip(completions, dataset.select_columns(["answer", "answer_type", "choices", "tolerance"]))
-    ]
+    prompts = dataset["prompt"]
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; one image per prompt")
+    generator = HFGenerator(model, processor, max_new_tokens=max_new_tokens)
+    was_training = model.training
+    model.eval()
+    try:
+        completions: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            completions += generator(prompts[start : start + batch_size], images[start : start + batch_size])
+    finally:
+        model.train(was_training)
+    judge = RuleJudge()
+    rows = dataset.select_columns(["answer", "answer_type", "choices", "tolerance"])
+    correct = [judge(text, row).correct for text, row in zip(completions, rows)]
     return GreedyEval(sum(correct) / max(len(correct), 1), correct, completions)
 
 
@@ -330,7 +309,7 @@ def to_sft_rows(dataset: Any) -> Any:
 def run_sft(config: SFTRunConfig) -> Path:
     """Run the warm-up described by ``config``; return the folder of the base policy (``<output_dir>/model``)."""
     import yaml
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from roma.models import build_tiny_qwen3vl, load_model_and_processor
 
@@ -364,7 +343,61 @@ def run_sft(config: SFTRunConfig) -> Path:
         validation_accuracy, every_steps=config.eval_every_steps, target=config.target_accuracy,
         max_seconds=60.0 * config.max_minutes,
     )
-    args = SFTConfig(
+    args = _sft_config(config, out)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train, processing_class=processor, callbacks=[stopper]
+    )
+    tic = time.monotonic()
+    trainer.train()
+    timings["train_loop_s"] = time.monotonic() - tic
+    timings["validation_s"] = stopper.eval_seconds
+    steps = trainer.state.global_step
+    train_only = max(timings["train_loop_s"] - stopper.eval_seconds, 1e-9)
+
+    model_dir = _save_base(trainer, processor, out)
+
+    metrics: dict[str, Any] = {
+        "stop_reason": stopper.reason,
+        "steps": steps,
+        "examples_seen": steps * config.batch_size,
+        "steps_per_s": steps / train_only,
+        "validation": stopper.history,
+        "train_loss": [
+            {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r
+        ],
+    }
+    if config.test_examples:
+        metrics.update(_test_metrics(config, model, processor, timings))
+    metrics["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _print_result(metrics, model_dir)
+    return model_dir
+
+
+def _print_result(metrics: dict[str, Any], model_dir: Path) -> None:
+    """Why and when the warm-up stopped, where the base policy is, and its test accuracy if measured."""
+    print(f"[roma sft] stopped by {metrics['stop_reason']} after {metrics['steps']} steps "
+          f"({metrics['steps_per_s']:.2f} steps/s); base policy in {model_dir}", flush=True)
+    if "test_accuracy" in metrics:
+        print(f"[roma sft] test accuracy {metrics['test_accuracy']:.3f} "
+              f"{json.dumps({k: round(v, 3) for k, v in metrics['test_accuracy_by_family'].items()})}", flush=True)
+
+
+def _save_base(trainer: Any, processor: Any, out: Path) -> Path:
+    """Save the trained model and its processor to ``<out>/model``; drop the empty checkpoint folder."""
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    processor.save_pretrained(str(model_dir))
+    if not any(Path(trainer.args.output_dir).iterdir()):  # nothing checkpointed (save_strategy="no")
+        Path(trainer.args.output_dir).rmdir()
+    return model_dir
+
+
+def _sft_config(config: SFTRunConfig, out: Path) -> Any:
+    """TRL's ``SFTConfig`` of the warm-up: CPU, no checkpoints, loss on the completion tokens only."""
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(out / "trainer"),
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -384,57 +417,30 @@ def run_sft(config: SFTRunConfig) -> Path:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=train, processing_class=processor, callbacks=[stopper]
-    )
+
+
+def _test_metrics(config: SFTRunConfig, model: Any, processor: Any, timings: dict[str, float]) -> dict[str, Any]:
+    """Accuracy on the test split, overall and per family, and with ``test_degradation_level`` under each
+    degradation type; the seconds spent go to ``timings``."""
+    metrics: dict[str, Any] = {}
+    split = {"families": config.families, "image_size": config.image_size}
     tic = time.monotonic()
-    trainer.train()
-    timings["train_loop_s"] = time.monotonic() - tic
-    timings["validation_s"] = stopper.eval_seconds
-    steps = trainer.state.global_step
-    train_only = max(timings["train_loop_s"] - stopper.eval_seconds, 1e-9)
-
-    model_dir = out / "model"
-    trainer.save_model(str(model_dir))
-    processor.save_pretrained(str(model_dir))
-    if not any(Path(args.output_dir).iterdir()):  # nothing checkpointed (save_strategy="no")
-        Path(args.output_dir).rmdir()
-
-    metrics: dict[str, Any] = {
-        "stop_reason": stopper.reason,
-        "steps": steps,
-        "examples_seen": steps * config.batch_size,
-        "steps_per_s": steps / train_only,
-        "validation": stopper.history,
-        "train_loss": [
-            {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r
-        ],
-    }
-    if config.test_examples:
+    test = load_split("test", config.test_examples, **split)
+    result = greedy_accuracy(
+        model, processor, test, batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens
+    )
+    timings["test_s"] = time.monotonic() - tic
+    metrics["test_accuracy"] = result.accuracy
+    metrics["test_accuracy_by_family"] = accuracy_by_task(test["task"], result.correct)
+    metrics["test_examples"] = len(result.correct)
+    if config.test_degradation_level:
         tic = time.monotonic()
-        test = load_split("test", config.test_examples, **split)
-        result = greedy_accuracy(
-            model, processor, test, batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens
+        metrics["test_degraded"] = degraded_accuracy(
+            model, processor, test, level=config.test_degradation_level, seed=config.seed,
+            batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens,
         )
-        timings["test_s"] = time.monotonic() - tic
-        metrics["test_accuracy"] = result.accuracy
-        metrics["test_accuracy_by_family"] = accuracy_by_task(test["task"], result.correct)
-        metrics["test_examples"] = len(result.correct)
-        if config.test_degradation_level:
-            tic = time.monotonic()
-            metrics["test_degraded"] = degraded_accuracy(
-                model, processor, test, level=config.test_degradation_level, seed=config.seed,
-                batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens,
-            )
-            timings["test_degraded_s"] = time.monotonic() - tic
-    metrics["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"[roma sft] stopped by {stopper.reason} after {steps} steps ({metrics['steps_per_s']:.2f} steps/s); "
-          f"base policy in {model_dir}", flush=True)
-    if "test_accuracy" in metrics:
-        print(f"[roma sft] test accuracy {metrics['test_accuracy']:.3f} "
-              f"{json.dumps({k: round(v, 3) for k, v in metrics['test_accuracy_by_family'].items()})}", flush=True)
-    return model_dir
+        timings["test_degraded_s"] = time.monotonic() - tic
+    return metrics
 
 
 # ----------------------------------------------------------------------------------------------- CLI

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 import datasets
 from PIL import Image
 
-from roma.data.schema import COLUMNS, LETTERS, make_text_prompt, validate_example
+from roma.data.schema import COLUMNS, LETTERS, features, make_text_prompt, validate_example
 
 CHARTQA_TOLERANCE = 0.05
 """ChartQA's relaxed accuracy: a numeric answer within 5 % of the gold counts as correct."""
@@ -64,23 +64,7 @@ CHARTQA_TOLERANCE = 0.05
 MAX_SKIPPED_SHARE = 0.2
 """Largest share of a benchmark's rows that may be skipped as unusable before loading is refused."""
 
-FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "task": datasets.Value("string"),
-        "image": datasets.Image(),
-        "prompt": datasets.List(
-            {
-                "role": datasets.Value("string"),
-                "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
-            }
-        ),
-        "answer": datasets.Value("string"),
-        "choices": datasets.List(datasets.Value("string")),
-        "answer_type": datasets.Value("string"),
-        "tolerance": datasets.Value("float64"),
-    }
-)
+FEATURES = features()
 """The Arrow features of every normalised benchmark (the columns of :data:`roma.data.schema.COLUMNS`)."""
 
 

@@ -30,6 +30,27 @@ COLUMNS: tuple[str, ...] = ("id", "task", "image", "prompt", "answer", "choices"
 ANSWER_TYPES: tuple[str, ...] = ("choice", "number", "text")
 LETTERS: str = string.ascii_uppercase
 
+
+def features(extra: dict[str, Any] | None = None) -> Any:
+    """The ``datasets.Features`` of roma's schema (the :data:`COLUMNS`), then the ``extra`` columns (name →
+    ``datasets`` feature) in their order: the one definition the synthetic suite and the benchmark loaders
+    build their datasets with."""
+    import datasets
+
+    text = datasets.Value("string")
+    columns = {
+        "id": text,
+        "task": text,
+        "image": datasets.Image(),
+        "prompt": datasets.List({"role": text, "content": datasets.List({"type": text, "text": text})}),
+        "answer": text,
+        "choices": datasets.List(text),
+        "answer_type": text,
+        "tolerance": datasets.Value("float64"),
+    }
+    return datasets.Features({**columns, **(extra or {})})
+
+
 INSTRUCTION = (
     "Think step by step inside <think> </think> tags, then give the final answer in \\boxed{}."
 )

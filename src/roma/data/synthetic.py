@@ -64,6 +64,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from roma.data.schema import LETTERS, make_prompt, prompt_text, validate_example
+from roma.data.schema import features as schema_features
 
 FAMILIES: tuple[str, ...] = ("count", "color", "chart", "tallest", "arith")
 
@@ -403,21 +404,7 @@ def generate(
         _example(scene, f"syn-{prefix}-{seed}-{i:06d}", image_size)
         for i, scene in enumerate(_scenes(n, seed, chosen, split))
     ]
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "task": datasets.Value("string"),
-            "image": datasets.Image(),
-            "prompt": [{"role": datasets.Value("string"),
-                        "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
-            "answer": datasets.Value("string"),
-            "choices": [datasets.Value("string")],
-            "answer_type": datasets.Value("string"),
-            "tolerance": datasets.Value("float64"),
-            "solution": datasets.Value("string"),
-            "scene": datasets.Value("string"),
-        }
-    )
+    features = schema_features({"solution": datasets.Value("string"), "scene": datasets.Value("string")})
     columns = {name: [row[name] for row in rows] for name in features}
     return datasets.Dataset.from_dict(columns, features=features)
 

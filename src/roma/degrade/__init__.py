@@ -1,9 +1,12 @@
 """Image degradations: the seen / unseen pools, severity levels and training ranges of ROMA.
 
-Nine types in two pools (docs/degradations.md has the full table)::
+The paper's nine types in two pools (docs/degradations.md has the full table)::
 
     SEEN   = gaussian_noise, gaussian_blur, jpeg, downscale            (used in training)
     UNSEEN = motion_blur, salt_pepper, speckle_noise, posterize, pixelate   (held out)
+
+and 22 more (:mod:`roma.degrade.families`) for robustness evaluation, in the named ``POOLS``
+``imagenet-c``, ``geometric``, ``capture``, ``document`` and ``all`` (``ALL_TYPES``, 31 types).
 
 Levels 1–3 are fixed severities; level 3 of every seen type lies outside its training range
 (``level="train"``). Parameters are sampled first, then applied deterministically::
@@ -17,25 +20,40 @@ or in one call ``degrade(image, "jpeg", 3, seed=...)``; ``sample_views(image, k,
 (:func:`to_rgb`); outputs are always ``H×W×3 uint8`` RGB of the input's size.
 """
 
-from roma.degrade.api import View, apply, degrade, derive_seed, sample_views
+from roma.degrade.api import OPS, View, apply, degrade, derive_seed, sample_views
 from roma.degrade.image import to_rgb
-from roma.degrade.ops import OPS
 from roma.degrade.params import (
+    ALL_TYPES,
+    CAPTURE,
+    DOCUMENT,
+    FAMILY_LEVELS,
+    GEOMETRIC,
+    IMAGENET_C,
     LEVEL_VALUES,
     LEVELS,
+    POOLS,
     SEEN,
     TRAIN_RANGES,
     TYPES,
     UNSEEN,
     check_params,
+    check_pool,
     describe,
     sample_params,
 )
 
 __all__ = [
+    "ALL_TYPES",
+    "CAPTURE",
+    "DOCUMENT",
+    "FAMILY_LEVELS",
+    "GEOMETRIC",
+    "IMAGENET_C",
+    "check_pool",
     "LEVELS",
     "LEVEL_VALUES",
     "OPS",
+    "POOLS",
     "SEEN",
     "TRAIN_RANGES",
     "TYPES",

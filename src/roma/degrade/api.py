@@ -15,9 +15,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from roma.degrade import ops
+from roma.degrade.families import FAMILY_OPS
 from roma.degrade.image import to_rgb
-from roma.degrade.ops import OPS
 from roma.degrade.params import SEEN, Level, check_level, check_params, check_type, sample_params
+
+OPS = {**ops.OPS, **FAMILY_OPS}
+"""Every degradation type's function (:mod:`roma.degrade.ops`, :mod:`roma.degrade.families`) by name."""
 
 
 def derive_seed(*parts: int | str | float) -> int:

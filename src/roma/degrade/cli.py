@@ -1,7 +1,9 @@
 """``roma degrade [IMAGE] --out grid.png``: a labelled grid of degradation types × levels.
 
 Rows are types, columns the clean image and each chosen level; captions give each cell's parameters
-and PSNR. Without IMAGE the built-in sample chart (448 px, text of 10–20 px) is used.
+and PSNR. Without IMAGE the built-in sample chart (448 px, text of 10–20 px) is used. ``--types``
+takes type names and pool names (``--pool document`` is ``--types document``); the default shows the
+paper's nine types (the ``seen`` and ``unseen`` pools).
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from pathlib import Path
 from PIL import Image
 
 from roma.degrade.grid import render_grid
-from roma.degrade.params import SEEN, TYPES, UNSEEN
+from roma.degrade.params import ALL_TYPES, POOLS, expand_pools
 from roma.degrade.sample import sample_chart
 from roma.preflight import check_writable_dir
-
-_ALIASES = {"all": TYPES, "seen": SEEN, "unseen": UNSEEN}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("image", nargs="?", type=Path, help="input image (any PIL-readable file); "
                         "default: the built-in 448-px sample chart")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("degrade-grid.png"), help="output PNG (default: %(default)s)")
-    parser.add_argument("--types", nargs="+", default=["all"], choices=[*_ALIASES, *TYPES], metavar="TYPE",
-                        help=f"types to show, or 'seen' / 'unseen' / 'all' (default); types: {', '.join(TYPES)}")  # fmt: skip
+    parser.add_argument("--types", nargs="+", default=None, choices=[*POOLS, *ALL_TYPES], metavar="TYPE",
+                        help=f"types or pools to show (default: seen unseen); pools: {', '.join(POOLS)}; "
+                             f"types: {', '.join(ALL_TYPES)}")
+    parser.add_argument("--pool", nargs="+", default=None, choices=list(POOLS), metavar="POOL",
+                        help="pools to show (added to --types)")  # fmt: skip
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3],
                         help="levels to show as columns (default: 1 2 3)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise fields and angles (default: 0)")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seed must be ≥ 0, got {args.seed}")
     if args.cell_size < 1:
         parser.error(f"--cell-size must be ≥ 1, got {args.cell_size}")
-    types = list(dict.fromkeys(name for choice in args.types for name in _ALIASES.get(choice, (choice,))))
+    types = list(expand_pools([*(args.types or []), *(args.pool or [])] or ["seen", "unseen"]))
     levels = sorted(set(args.levels))
 
     try:

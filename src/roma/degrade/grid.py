@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from roma.degrade.api import apply, derive_seed
 from roma.degrade.image import to_rgb
-from roma.degrade.params import SEEN, check_level, check_type, describe, sample_params
+from roma.degrade.params import POOLS, check_level, check_type, describe, sample_params
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def render_grid(
     cells = []
     for row, name in enumerate(types):
         y = layout.header_height + row * (cell_h + layout.caption_height + layout.gap)
-        pool = "seen" if name in SEEN else "unseen"
+        pool = next(p for p, names in POOLS.items() if name in names)
         label_y = y + cell_h / 2
         draw.text((layout.gap, label_y - 2), name, fill="black", font=font, anchor="ld")
         draw.text((layout.gap, label_y + 2), f"({pool})", fill=(90, 90, 90), font=font, anchor="la")

@@ -9,9 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-MAIN_LEVEL = 3
 EVAL_SPLITS: tuple[str, ...] = ("test", "validation")
-SETTINGS: tuple[str, ...] = ("clean", "seen", "unseen")
 BASE = "base"
 REFERENCE = "grpo"
 """The variant that the deltas of the table are taken against."""
@@ -191,7 +189,9 @@ class DemoConfig:
 
     @property
     def main_level(self) -> int:
-        return MAIN_LEVEL if MAIN_LEVEL in self.eval_levels else max(self.eval_levels)
+        from roma.eval.protocol import main_level_of
+
+        return main_level_of(self.eval_levels)
 
 
 QUICK: dict[str, Any] = {
@@ -298,18 +298,80 @@ def merge_config(base: dict[str, Any], update: dict[str, Any], *, source: str) -
 
 def build_config(*, quick: bool = False, config_file: str | Path | None = None,
                  overrides: dict[str, Any] | None = None) -> DemoConfig:
-    """Defaults, then :data:`QUICK` (``quick``), then the YAML file, then ``overrides`` (the CLI flags)."""
+    """Defaults, then :data:`QUICK` (``quick``), then the YAML file, then ``overrides`` (the CLI flags);
+    every stage's settings are then resolved at once (:func:`check_stage_configs`). A key repeated in the
+    YAML file is an error."""
     from roma.preflight import load_yaml_mapping
 
     values = asdict(DemoConfig())
     if quick:
         values = merge_config(values, QUICK, source="--quick")
     if config_file is not None:
-        loaded = load_yaml_mapping(config_file)  # a repeated key is an error
+        loaded = load_yaml_mapping(config_file)
         values = merge_config(values, loaded, source=str(config_file))
     if overrides:
         values = merge_config(values, overrides, source="command line")
-    return DemoConfig(**values)
+    config = DemoConfig(**values)
+    check_stage_configs(config)
+    return config
+
+
+def sft_settings(config: DemoConfig, root: Path) -> dict[str, Any]:
+    """The keyword arguments of :class:`roma.sft.SFTRunConfig` for the warm-up."""
+    return {**config.sft, "model_dir": str(root / "model"), "output_dir": str(root / "sft"),
+            "seed": config.base_seed, "families": list(config.families), "image_size": config.image_size,
+            "num_threads": config.num_threads}
+
+
+def train_recipe(config: DemoConfig, variant: Variant, seed: int, *, base_model: Path, out_dir: Path) -> dict[str, Any]:
+    """The full ``roma train`` recipe of one (variant, seed) run, as written to ``<out_dir>/recipe.yaml``.
+
+    No checkpoint is saved: ``roma train`` writes the final model and ``trainer_state.json`` (the per-step
+    logs the report plots) into the run folder.
+    """
+    recipe = variant_recipe(config, variant)
+    max_steps = recipe.get("max_steps")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"the demo trains a fixed number of steps: train.max_steps must be an int >= 1, got {max_steps!r}")
+    recipe.update(
+        model_name_or_path=str(base_model), output_dir=str(out_dir), seed=seed, view_seed=seed,
+        synthetic_families=list(config.families), synthetic_image_size=config.image_size, build_tiny_model=False,
+        save_strategy="no",
+    )
+    return recipe
+
+
+def check_stage_configs(config: DemoConfig) -> None:
+    """Resolve every stage's settings against the real configuration classes now, not when the stage
+    runs: the model spec (TinyQwen3VLSpec), the SFT settings (SFTRunConfig) and the RL recipe of every
+    trained variant (parsed as ``roma train --config`` parses it, with its dataset, reward and budget checks;
+    the ``roma`` block too when no ``roma*`` variant is chosen). ``ValueError`` naming the block or the
+    variant and the bad key or value."""
+    from roma.models import TinyQwen3VLSpec
+    from roma.sft import SFTRunConfig
+    from roma.train.cli import check_budget, check_data_args, parse_recipe, reward_functions
+
+    root = Path(config.out)
+    for block, build in (("model_spec", lambda: TinyQwen3VLSpec(**config.model_spec)),
+                         ("sft", lambda: SFTRunConfig(**sft_settings(config, root)))):
+        try:
+            build()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{block}: {error}") from error
+    checks = [(v, f"variant {v.label!r}") for v in map(parse_variant, config.variants) if v.trained]
+    if not any(VARIANTS[v.name].uses_roma for v, _ in checks):  # the roma block, even when no variant reads it
+        checks.append((parse_variant("roma"), "the roma block"))
+    for variant, where in checks:
+        recipe = train_recipe(config, variant, 0, base_model=root / "sft" / "model",
+                              out_dir=root / "train" / variant.slug / "seed0")
+        try:
+            training_args, _, data_args = parse_recipe(recipe)
+            check_data_args(data_args)
+            check_budget(training_args)
+            reward_functions(data_args.reward_funcs)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from error
+
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any
 
 from roma.demo.config import REFERENCE, DemoConfig, Outputs
 from roma.demo.stages import StageResult
+from roma.eval.protocol import pools
+from roma.eval.report import load_summary, markdown_table
 
 TRAIN_CURVE_KEYS: tuple[str, ...] = ("reward", "roma/success_rate", "roma/loss_inv")
 """Per-step logs of the RL trainer that the report plots (when a run logged them)."""
@@ -20,11 +22,9 @@ TRAIN_CURVE_KEYS: tuple[str, ...] = ("reward", "roma/success_rate", "roma/loss_i
 def read_eval(eval_dir: Path, level: int) -> dict[str, Any]:
     """Headline numbers of one evaluation (accuracies as fractions): clean, seen / unseen per level, gaps at
     ``level``, per-type accuracy at ``level``, and the standard errors of clean / seen / unseen at ``level``."""
-    from roma.degrade import SEEN, UNSEEN
-
-    summary = json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_summary(eval_dir)
     avg = summary["average"]
-    pools = {"seen": SEEN, "unseen": UNSEEN}
+    pool = pools()
     lv = avg["levels"].get(str(level), {})
     out: dict[str, Any] = {
         "clean": avg["clean"]["acc"],
@@ -33,7 +33,7 @@ def read_eval(eval_dir: Path, level: int) -> dict[str, Any]:
         "gap_seen": lv["gap_seen"]["value"],
         "gap_unseen": lv["gap_unseen"]["value"],
         "se": {"clean": avg["clean"]["se"], "seen": lv["seen"]["se"], "unseen": lv["unseen"]["se"]},
-        "types": {setting: {name: avg["types"][setting][name][str(level)]["acc"] for name in pools[setting]
+        "types": {setting: {name: avg["types"][setting][name][str(level)]["acc"] for name in pool[setting]
                             if str(level) in avg["types"][setting].get(name, {})} for setting in ("seen", "unseen")},
         "examples": sum(b["n_examples"] for b in summary["benchmarks"].values()),
         "eval_seconds": summary.get("seconds"),
@@ -132,7 +132,7 @@ def main_table(table: dict[str, Any], level: int) -> list[str]:
     header = ["Model", "runs", "Clean", f"Seen L{level}", f"Unseen L{level}", "Clean−Seen", "Clean−Unseen"]
     if has_delta:
         header += ["Δ Clean vs GRPO", "Δ Seen vs GRPO", "Δ Unseen vs GRPO"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    rows = []
     for label, e in table.items():
         row = [label, str(e["clean"]["n"]), _fmt(e["clean"], se=e["se"]["clean"]),
                _fmt(e["seen"], se=e["se"]["seen"]), _fmt(e["unseen"], se=e["se"]["unseen"]),
@@ -140,8 +140,8 @@ def main_table(table: dict[str, Any], level: int) -> list[str]:
         if has_delta:
             delta = e.get("delta_vs_grpo")
             row += [_fmt(delta[k], signed=True) if delta else "–" for k in ("clean", "seen", "unseen")]
-        lines.append("| " + " | ".join(row) + " |")
-    return lines
+        rows.append(row)
+    return markdown_table(header, rows)
 
 
 def criterion(table: dict[str, Any]) -> dict[str, Any] | None:
@@ -156,8 +156,8 @@ def criterion(table: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _stage_table(stages: Sequence[dict[str, Any]]) -> list[str]:
-    lines = ["| stage | seconds | this run |", "|---|---|---|"]
-    lines += [f"| {s['name']} | {s['seconds']:.1f} | {'ran' if s['ran'] else 'cached'} |" for s in stages]
+    lines = markdown_table(["stage", "seconds", "this run"],
+                           [[s["name"], f"{s['seconds']:.1f}", "ran" if s["ran"] else "cached"] for s in stages])
     kinds: dict[str, float] = {}
     for s in stages:
         kind = s["name"].split("/")[0]
@@ -165,6 +165,29 @@ def _stage_table(stages: Sequence[dict[str, Any]]) -> list[str]:
     lines += ["", "Total per kind of stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in kinds.items())
               + f"; all {sum(kinds.values()):.0f} s."]
     return lines
+
+
+def _ends(curves: dict[str, list[tuple[int, float]]], key: str) -> str:
+    """Mean of the first 5 → mean of the last 5 logged values of ``key``; ``–`` when not logged."""
+    points = [v for _, v in curves.get(key, [])]
+    if not points:
+        return "–"
+    head, tail = points[:5], points[-5:]
+    return f"{sum(head) / len(head):.3f} → {sum(tail) / len(tail):.3f}"
+
+
+def _training_table(training: Sequence[dict[str, Any]]) -> list[str]:
+    """One row per RL run: steps, reward and success rate (first → last 5 steps), mean L_inv."""
+    rows = []
+    for run in training:
+        curves = run["curves"]
+        inv = [v for _, v in curves.get("roma/loss_inv", [])]
+        inv_text = f"{sum(inv) / len(inv):.2e}" if inv else "–"
+        steps = max((s for points in curves.values() for s, _ in points), default=0)
+        rows.append([f"{run['label']} seed {run['seed']}", str(steps), _ends(curves, "reward"),
+                     _ends(curves, "roma/success_rate"), inv_text])
+    header = ["Run", "steps", "reward (first → last 5 steps)", "success rate (first → last 5)", "L_inv (mean)"]
+    return markdown_table(header, rows)
 
 
 def render_report(summary: dict[str, Any]) -> str:
@@ -202,38 +225,20 @@ def render_report(summary: dict[str, Any]) -> str:
     lines += ["## Accuracy by level", "", f"![accuracy against level]({files['levels_png']})", ""]
     levels = [str(lv) for lv in config["eval_levels"]]
     header = ["Model", "Clean"] + [f"Seen L{lv}" for lv in levels] + [f"Unseen L{lv}" for lv in levels]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for label, e in table.items():
-        row = [label, _fmt({"mean": e["clean"]["mean"]})]
-        row += [_fmt({"mean": e["levels"][s][lv]["mean"]}) for s in ("seen", "unseen") for lv in levels]
-        lines.append("| " + " | ".join(row) + " |")
+    rows = [[label, _fmt({"mean": e["clean"]["mean"]})]
+            + [_fmt({"mean": e["levels"][s][lv]["mean"]}) for s in ("seen", "unseen") for lv in levels]
+            for label, e in table.items()]
+    lines += markdown_table(header, rows)
 
     lines += ["", f"## Per type (Level {level})", "", "Mean over seeds; (S) seen pool, (U) unseen pool.", ""]
     first = next(iter(table.values()))["types"]
     types = [("seen", t) for t in first["seen"]] + [("unseen", t) for t in first["unseen"]]
     header = ["Model"] + [f"{t} ({s[0].upper()})" for s, t in types]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for label, e in table.items():
-        lines.append("| " + " | ".join([label] + [_fmt({"mean": e["types"][s][t]["mean"]}) for s, t in types]) + " |")
+    lines += markdown_table(header, [[label] + [_fmt({"mean": e["types"][s][t]["mean"]}) for s, t in types]
+                                     for label, e in table.items()])
 
     lines += ["", "## Training", "", f"![training curves]({files['curves_png']})", ""]
-    lines += ["| Run | steps | reward (first → last 5 steps) | success rate (first → last 5) | L_inv (mean) |",
-              "|---|---|---|---|---|"]
-    for run in summary["training"]:
-        curves = run["curves"]
-
-        def ends(key: str, curves: dict = curves) -> str:
-            points = [v for _, v in curves.get(key, [])]
-            if not points:
-                return "–"
-            head, tail = points[:5], points[-5:]
-            return f"{sum(head) / len(head):.3f} → {sum(tail) / len(tail):.3f}"
-
-        inv = [v for _, v in curves.get("roma/loss_inv", [])]
-        inv_text = f"{sum(inv) / len(inv):.2e}" if inv else "–"
-        steps = max((s for points in curves.values() for s, _ in points), default=0)
-        lines.append(f"| {run['label']} seed {run['seed']} | {steps} | {ends('reward')} | "
-                     f"{ends('roma/success_rate')} | {inv_text} |")
+    lines += _training_table(summary["training"])
     sft = summary.get("sft")
     if sft:
         accuracy = sft.get("final_val_accuracy")

@@ -46,20 +46,29 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from roma.demo.config import EVAL_SPLITS, VARIANTS, DemoConfig, Outputs, build_config, parse_variant
+from roma.demo.config import (
+    EVAL_SPLITS,
+    VARIANTS,
+    DemoConfig,
+    Outputs,
+    Variant,
+    build_config,
+    parse_variant,
+    sft_settings,
+    train_recipe,
+)
 from roma.demo.report import main_table, write_report
 from roma.demo.stages import (
     EvalData,
     StageCache,
+    StageResult,
     build_model,
-    check_recipes,
     eval_settings,
     run_eval,
     run_sft_stage,
     run_train,
-    sft_settings,
-    train_recipe,
 )
+from roma.preflight import check_writable_dir
 
 
 def count_stages(config: DemoConfig) -> int:
@@ -74,7 +83,6 @@ def run_demo(config: DemoConfig, *, force: bool = False, log: Callable[[str], No
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    check_recipes(config)  # every recipe resolved before the first stage
     root = Path(config.out)
     root.mkdir(parents=True, exist_ok=True)
     files = Outputs.of(config)
@@ -107,46 +115,55 @@ def run_demo(config: DemoConfig, *, force: bool = False, log: Callable[[str], No
             upstream[stage.name] = stage.run_id
             continue
         for seed in range(config.seeds):
-            train_dir = root / "train" / variant.slug / f"seed{seed}"
-            recipe = train_recipe(config, variant, seed, base_model=base_model, out_dir=train_dir)
-            trained = cache.run(
-                f"train/{variant.slug}/seed{seed}", {"recipe": recipe, "base": sft_stage.run_id},
-                lambda recipe=recipe, train_dir=train_dir: run_train(recipe, train_dir, config.num_threads),
-                out_dir=train_dir, outputs=[train_dir / "model.safetensors"],
-            )
-            eval_dir = root / files.eval_dir / variant.slug / f"seed{seed}"
-            evaluated = cache.run(
-                f"{files.eval_dir}/{variant.slug}/seed{seed}",
-                {"eval": evaluation, "model": trained.run_id, "label": variant.label},
-                lambda eval_dir=eval_dir, train_dir=train_dir, variant=variant: run_eval(
-                    config, data, train_dir, eval_dir, variant.label),
-                out_dir=eval_dir, outputs=[eval_dir / "summary.json"], resumable=True,
-            )
+            train_dir, eval_dir, stages = _rl_stages(cache, config, data, variant, seed, base_model, sft_stage.run_id)
             evals.setdefault(variant.label, {})[seed] = eval_dir
             trains.setdefault(variant.label, {})[seed] = train_dir
-            upstream[trained.name] = trained.run_id
-            upstream[evaluated.name] = evaluated.run_id
+            upstream.update({stage.name: stage.run_id for stage in stages})
 
-    summary_holder: dict[str, Any] = {}
-
-    def report() -> None:
-        summary_holder["summary"] = write_report(config, root, evals, trains, cache.results)
-
-    cache.run(files.report.removesuffix(".md"), {"upstream": upstream, "variants": config.variants, "eval": evaluation},
-              report, outputs=[root / files.report, root / files.summary])
-    summary = summary_holder.get("summary")
-    if summary is None:
-        summary = json.loads((root / files.summary).read_text(encoding="utf-8"))
+    report = cache.run(
+        files.report.removesuffix(".md"), {"upstream": upstream, "variants": config.variants, "eval": evaluation},
+        lambda: write_report(config, root, evals, trains, cache.results),
+        outputs=[root / files.report, root / files.summary],
+    )
+    summary = report.value if report.ran else json.loads((root / files.summary).read_text(encoding="utf-8"))
     log(f"\nDemo finished in {time.perf_counter() - wall:.0f} s (stages: "
         f"{sum(r.ran for r in cache.results)} ran, {sum(not r.ran for r in cache.results)} cached).\n")
+    _log_summary(summary, root / files.report, log)
+    return summary
+
+
+def _rl_stages(
+    cache: StageCache, config: DemoConfig, data: EvalData, variant: Variant, seed: int, base_model: Path, base_run: str
+) -> tuple[Path, Path, list[StageResult]]:
+    """The ``train/<variant>/seed<s>`` and ``eval/<variant>/seed<s>`` stages of one RL run from the base
+    (run id ``base_run``); returns the training and evaluation folders and the two stage results."""
+    root, files, evaluation = Path(config.out), Outputs.of(config), eval_settings(config)
+    train_dir = root / "train" / variant.slug / f"seed{seed}"
+    recipe = train_recipe(config, variant, seed, base_model=base_model, out_dir=train_dir)
+    trained = cache.run(
+        f"train/{variant.slug}/seed{seed}", {"recipe": recipe, "base": base_run},
+        lambda: run_train(recipe, train_dir, config.num_threads),
+        out_dir=train_dir, outputs=[train_dir / "model.safetensors"],
+    )
+    eval_dir = root / files.eval_dir / variant.slug / f"seed{seed}"
+    evaluated = cache.run(
+        f"{files.eval_dir}/{variant.slug}/seed{seed}",
+        {"eval": evaluation, "model": trained.run_id, "label": variant.label},
+        lambda: run_eval(config, data, train_dir, eval_dir, variant.label),
+        out_dir=eval_dir, outputs=[eval_dir / "summary.json"], resumable=True,
+    )
+    return train_dir, eval_dir, [trained, evaluated]
+
+
+def _log_summary(summary: dict[str, Any], report: Path, log: Callable[[str], None]) -> None:
+    """The main table, the ROMA − GRPO check and where the report is."""
     log("\n".join(main_table(summary["table"], summary["main_level"])))
     check = summary.get("criterion")
     if check is not None:
         log(f"\nROMA − GRPO at Level {summary['main_level']}: seen {check['delta_seen']:+.1f}, unseen "
             f"{check['delta_unseen']:+.1f}, clean {check['delta_clean']:+.1f} points (target ≥ +2 / ≥ +2 / ≥ −1: "
             f"{'met' if check['met'] else 'not met'}).")
-    log(f"\nReport: {root / files.report}")
-    return summary
+    log(f"\nReport: {report}")
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -180,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(quick=args.quick, config_file=args.config,
                               overrides={k: v for k, v in flags.items() if v is not None})
-        check_recipes(config)
+        check_writable_dir(config.out)
     except (ValueError, TypeError, OSError) as error:
         print(f"roma demo: {error}", file=sys.stderr)
         return 2

@@ -10,11 +10,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roma.demo.config import SETTINGS, DemoConfig, Variant, variant_recipe
+from roma.demo.config import DemoConfig
+from roma.eval.protocol import SETTINGS
 
 
 def fingerprint(config: dict[str, Any]) -> str:
@@ -25,12 +26,14 @@ def fingerprint(config: dict[str, Any]) -> str:
 
 @dataclass
 class StageResult:
-    """What a stage left behind: its run id (changes whenever it runs), wall time, and whether it ran now."""
+    """What a stage left behind: its run id (changes whenever it runs), wall time, whether it ran now, and
+    what its body returned when it did (``None`` for a stage skipped as done)."""
 
     name: str
     run_id: str
     seconds: float
     ran: bool
+    value: Any = None
 
 
 class StageCache:
@@ -70,7 +73,8 @@ class StageCache:
 
     def run(self, name: str, config: dict[str, Any], body: Callable[[], Any], *, out_dir: Path | None = None,
             outputs: Sequence[Path] = (), resumable: bool = False) -> StageResult:
-        """Run ``body()`` unless stage ``name`` is done with this ``config``; return its :class:`StageResult`.
+        """Run ``body()`` unless stage ``name`` is done with this ``config``; return its :class:`StageResult`
+        (with the body's return value when it ran).
 
         ``out_dir`` (if given) is the stage's own folder: deleted before a fresh run. ``outputs`` are files
         the stage must have left: a done stage missing one runs again. A ``resumable`` stage left
@@ -107,12 +111,12 @@ class StageCache:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self._write_marker(name, record)
         start = time.perf_counter()
-        body()
+        value = body()
         seconds = time.perf_counter() - start
         record.update(status="done", seconds=round(seconds, 2), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self._write_marker(name, record)
         self.log(f"    {name} finished in {seconds:.1f} s")
-        result = StageResult(name, run_id, seconds, ran=True)
+        result = StageResult(name, run_id, seconds, ran=True, value=value)
         self.results.append(result)
         return result
 
@@ -133,35 +137,10 @@ def build_model(config: DemoConfig, out_dir: Path) -> None:
     build_tiny_qwen3vl(out_dir, seed=config.base_seed, spec=TinyQwen3VLSpec(**config.model_spec))
 
 
-def sft_settings(config: DemoConfig, root: Path) -> dict[str, Any]:
-    """The keyword arguments of :class:`roma.sft.SFTRunConfig` for the warm-up."""
-    return {**config.sft, "model_dir": str(root / "model"), "output_dir": str(root / "sft"),
-            "seed": config.base_seed, "families": list(config.families), "image_size": config.image_size,
-            "num_threads": config.num_threads}
-
-
 def run_sft_stage(settings: dict[str, Any]) -> None:
     from roma.sft import SFTRunConfig, run_sft
 
     run_sft(SFTRunConfig(**settings))
-
-
-def train_recipe(config: DemoConfig, variant: Variant, seed: int, *, base_model: Path, out_dir: Path) -> dict[str, Any]:
-    """The full ``roma train`` recipe of one (variant, seed) run, as written to ``<out_dir>/recipe.yaml``.
-
-    No checkpoint is saved: ``roma train`` writes the final model and ``trainer_state.json`` (the per-step
-    logs the report plots) into the run folder.
-    """
-    recipe = variant_recipe(config, variant)
-    max_steps = recipe.get("max_steps")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"the demo trains a fixed number of steps: train.max_steps must be an int >= 1, got {max_steps!r}")
-    recipe.update(
-        model_name_or_path=str(base_model), output_dir=str(out_dir), seed=seed, view_seed=seed,
-        synthetic_families=list(config.families), synthetic_image_size=config.image_size, build_tiny_model=False,
-        save_strategy="no",
-    )
-    return recipe
 
 
 def run_train(recipe: dict[str, Any], out_dir: Path, num_threads: int) -> None:
@@ -175,53 +154,6 @@ def run_train(recipe: dict[str, Any], out_dir: Path, num_threads: int) -> None:
     recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     run(*parse_args(["--config", str(recipe_file)]))
     gc.collect()
-
-
-def check_recipes(config: DemoConfig) -> None:
-    """Resolve the SFT settings and every trained variant's ``roma train`` recipe against the real config
-    classes (:class:`roma.sft.SFTRunConfig`; ``RomaConfig`` / ``ModelConfig`` / ``DataArguments`` through
-    :func:`roma.train.cli.parse_args`, as the training stage does), without building or loading anything.
-
-    The ``roma`` block is resolved even when no ``roma*`` variant is chosen. Raises ``ValueError`` naming the
-    block or the variant and the bad key (``roma: {lamda_kl: 0.3}``, ``roma:roma_veiws=2``) — in the first
-    second, not after the SFT stage.
-    """
-    import tempfile
-
-    import yaml
-
-    from roma.demo.config import VARIANTS, parse_variant
-    from roma.preflight import check_writable_dir
-    from roma.sft import SFTRunConfig
-    from roma.train.cli import check_budget, check_data_args, parse_args
-
-    check_writable_dir(config.out, what="output folder")
-    root = Path(config.out)
-    settings = sft_settings(config, root)
-    accepted = [f.name for f in fields(SFTRunConfig)]
-    unknown = sorted(set(settings) - set(accepted))
-    if unknown:
-        raise ValueError(f"sft: unknown setting(s) {unknown}; accepted: {accepted}")
-    try:
-        SFTRunConfig(**settings)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"sft: {error}") from None
-    checks = [(parse_variant(v), f"variant {v!r}") for v in config.variants]
-    checks = [(variant, label) for variant, label in checks if variant.trained]
-    if not any(VARIANTS[variant.name].uses_roma for variant, _ in checks):
-        checks.append((parse_variant("roma"), "the roma block"))
-    with tempfile.TemporaryDirectory(prefix="roma-demo-check-") as tmp:
-        for variant, label in checks:
-            recipe = train_recipe(config, variant, 0, base_model=root / "sft" / "model",
-                                  out_dir=root / "train" / variant.slug / "seed0")
-            recipe_file = Path(tmp) / "recipe.yaml"
-            recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-            try:
-                training_args, _, data_args = parse_args(["--config", str(recipe_file)])
-                check_data_args(data_args)
-                check_budget(training_args)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{label}: {' '.join(str(error).split())}") from None
 
 
 def eval_dataset_name(config: DemoConfig) -> str:

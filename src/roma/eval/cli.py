@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from roma.eval.protocol import LEVELS, MAIN_LEVEL, SETTINGS
+from roma.eval.protocol import LEVELS, MAIN_LEVEL, SETTINGS, known_settings, pools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="source split: one for every benchmark, or one per --data entry (default: each benchmark's "
              "evaluation split, e.g. mathvista testmini, mmstar val, chartqa test); never merged with another",
     )
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="default: all three")
+    parser.add_argument("--settings", nargs="+", choices=known_settings(), default=None,
+                        help="clean and degradation pools to run (default: clean seen unseen)")
+    parser.add_argument("--pool", nargs="+", choices=list(pools()), metavar="POOL",
+                        help=f"evaluate clean and these degradation pools ({', '.join(pools())}); "
+                             "combined with --settings when both are given")  # fmt: skip
     parser.add_argument("--levels", nargs="+", type=int, choices=LEVELS, default=[MAIN_LEVEL],
                         help="degradation levels (default: 3, the paper's main results)")
     parser.add_argument("--limit", type=int, help="first N examples per dataset (synthetic: its size, default 500)")
@@ -79,6 +83,10 @@ def console_notes(summary: dict, out: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.pool:
+        args.settings = list(dict.fromkeys([*(args.settings or ["clean"]), *args.pool]))
+    elif args.settings is None:
+        args.settings = list(SETTINGS)
     from roma.eval.judge import JudgeUnavailableError, OpenAIJudge, RuleJudge
     from roma.eval.runner import evaluate
 

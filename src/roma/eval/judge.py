@@ -3,9 +3,10 @@
 Both are callables ``judge(completion, example) -> Verdict`` where ``example`` is a row of roma's
 schema (``prompt, answer, choices, answer_type, tolerance``).
 
-- :class:`RuleJudge` extracts the answer from the last ``\\boxed{}`` after the ``<think>`` block with
-  :func:`roma.rewards.extract_answer` and compares it with :func:`roma.rewards.is_correct` (choice
-  letters, numbers within the example's relative tolerance, normalised text).
+- :class:`RuleJudge` takes the answer the training reward grades, the last ``\\boxed{}`` after the
+  ``<think>`` block (:func:`roma.rewards.graded_answer`), and compares it with
+  :func:`roma.rewards.is_correct` (choice letters, numbers within the example's relative tolerance,
+  expressions, normalised text).
 - :class:`OpenAIJudge` asks a chat model (the paper used Qwen2.5-72B-Instruct) to extract the final
   answer and judge it against the gold answer, replying with a JSON verdict. It speaks the
   ``/chat/completions`` endpoint with the standard library (``urllib``); transport failures (refused
@@ -61,15 +62,18 @@ class RuleJudge:
     name = "rule"
 
     def __call__(self, completion: str, example: dict[str, Any]) -> Verdict:
-        from roma.rewards import extract_answer, is_correct
+        from roma.rewards import graded_answer, is_correct
 
-        extracted = extract_answer(completion)
+        choices = list(example.get("choices") or []) or None
+        extracted = graded_answer(
+            completion, example["answer"], answer_type=example.get("answer_type"), choices=choices
+        )
         correct = extracted is not None and bool(
             is_correct(
                 extracted,
                 example["answer"],
                 answer_type=example.get("answer_type"),
-                choices=list(example.get("choices") or []) or None,
+                choices=choices,
                 tolerance=float(example.get("tolerance") or 0.0),
             )
         )

@@ -5,6 +5,8 @@ Conditions
     downscale) and ``unseen`` (each held-out type: motion blur, salt-and-pepper, speckle, posterize,
     pixelate), each degradation at the requested levels; the paper's main results use Level 3, which lies
     outside the training range. A condition is ``(setting, type, level)``; clean is ``("clean", "none", 0)``.
+    Any other pool of :data:`roma.degrade.POOLS` (``imagenet-c``, ``geometric``, ``capture``,
+    ``document``, ``all``) is a setting too, named after the pool.
 
 Degraded views
     The view of example ``id`` under ``(type, level)`` is drawn from ``derive_seed(seed, id, type, level)``
@@ -50,23 +52,38 @@ CLEAN = Condition("clean", CLEAN_TYPE, 0)
 
 
 def pools() -> dict[str, tuple[str, ...]]:
-    """``{"seen": SEEN types, "unseen": UNSEEN types}`` from :mod:`roma.degrade`."""
-    from roma.degrade import SEEN, UNSEEN
+    """Every named pool of :mod:`roma.degrade` (``seen``, ``unseen``, ``imagenet-c``, …, ``all``) and its types."""
+    from roma.degrade import POOLS
 
-    return {"seen": tuple(SEEN), "unseen": tuple(UNSEEN)}
+    return dict(POOLS)
+
+
+def main_level_of(levels: Sequence[int]) -> int:
+    """The level of a run's headline numbers: :data:`MAIN_LEVEL` (the paper's) when evaluated, else the
+    highest evaluated one."""
+    return MAIN_LEVEL if MAIN_LEVEL in levels else max(levels)
+
+
+def known_settings() -> tuple[str, ...]:
+    """``("clean", *pool names)``: what ``conditions`` accepts as settings."""
+    return ("clean", *pools())
 
 
 def conditions(settings: Sequence[str] = SETTINGS, levels: Sequence[int] = (MAIN_LEVEL,)) -> list[Condition]:
     """The conditions of a run, clean first, then each pool's types (in pool order) at each level."""
-    unknown = [s for s in settings if s not in SETTINGS]
+    valid = known_settings()
+    unknown = [s for s in settings if s not in valid]
     if unknown or not settings:
-        raise ValueError(f"settings must be a non-empty subset of {list(SETTINGS)}, got {list(settings)}")
+        raise ValueError(
+            f"settings must be a non-empty subset of {list(SETTINGS)} and the other pools "
+            f"{[s for s in valid if s not in SETTINGS]}, got {list(settings)}"
+        )
     bad = [lv for lv in levels if isinstance(lv, bool) or lv not in LEVELS]
     if bad or not levels:
         raise ValueError(f"levels must be a non-empty subset of {list(LEVELS)}, got {list(levels)}")
     out = [CLEAN] if "clean" in settings else []
     pool = pools()
-    for setting in ("seen", "unseen"):
+    for setting in pool:
         if setting in settings:
             out += [Condition(setting, name, int(level)) for level in sorted(set(levels)) for name in pool[setting]]
     return out
@@ -146,7 +163,8 @@ def _benchmark_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             by_type[(r["setting"], int(r["level"]))][r["type"]][r["id"]] = outcome
 
-    out: dict[str, Any] = {"n_examples": len(tasks), "types": {"seen": {}, "unseen": {}}, "levels": {}}
+    settings = dict.fromkeys(["seen", "unseen", *(setting for setting, _ in sorted(by_type))])
+    out: dict[str, Any] = {"n_examples": len(tasks), "types": {s: {} for s in settings}, "levels": {}}
     if clean:
         out["clean"] = _stat(list(clean.values()))
     for (setting, level), per_type in sorted(by_type.items()):
@@ -194,14 +212,15 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         grouped[r["benchmark"]].append(r)
     benchmarks = {name: _benchmark_summary(rs) for name, rs in grouped.items()}
 
-    average: dict[str, Any] = {"types": {"seen": {}, "unseen": {}}, "levels": {}}
+    settings = list(dict.fromkeys(["seen", "unseen", *(s for b in benchmarks.values() for s in b["types"])]))
+    average: dict[str, Any] = {"types": {s: {} for s in settings}, "levels": {}}
     cleans = [b["clean"] for b in benchmarks.values() if "clean" in b]
     if cleans:
         average["clean"] = _mean_stat(cleans)
     levels = sorted({lv for b in benchmarks.values() for lv in b["levels"]}, key=int)
     for level in levels:
         entry: dict[str, Any] = {}
-        for setting in ("seen", "unseen"):
+        for setting in settings:
             scores = [b["levels"][level][setting] for b in benchmarks.values() if setting in b["levels"].get(level, {})]
             if scores:
                 entry[setting] = _mean_stat(scores)
@@ -211,12 +230,12 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 stat = _mean_stat([{"acc": g["value"], "se": g["se"]} for g in gaps])
                 entry[f"gap_{setting}"] = {"value": stat["acc"], "se": stat["se"], "n": stat["n"]}
         average["levels"][level] = entry
-    for setting in ("seen", "unseen"):
-        names = sorted({t for b in benchmarks.values() for t in b["types"][setting]})
+    for setting in settings:
+        names = sorted({t for b in benchmarks.values() for t in b["types"].get(setting, {})})
         for name in names:
             per_level: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for b in benchmarks.values():
-                for level, stat in b["types"][setting].get(name, {}).items():
+                for level, stat in b["types"].get(setting, {}).get(name, {}).items():
                     per_level[level].append(stat)
             average["types"][setting][name] = {lv: _mean_stat(s) for lv, s in sorted(per_level.items())}
     return {"benchmarks": dict(sorted(benchmarks.items())), "average": average}

@@ -9,7 +9,9 @@ level 0 is the clean image) and ``eval-settings.png`` (clean / seen / unseen bar
 ``roma report RUN_DIR [RUN_DIR ...] [--names ...] --out DIR`` puts several runs (say base, GRPO and
 ROMA) side by side: ``comparison.md`` (headline table per model, then per-benchmark tables) and
 ``comparison.png`` (headline bars and per-type accuracy per model). Accuracies are shown in percent
-with ± one standard error.
+with ± one standard error. The robustness metrics (:mod:`roma.eval.robustness`) add a section to
+``report.md`` and the plot ``eval-families.png``; ``--reference RUN_DIR`` adds mCE, relative mCE and
+paired bootstrap intervals of Δ accuracy against that run to ``comparison.md`` / ``.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from roma.eval import robustness_report  # noqa: E402
+
 SETTING_COLOURS = {"clean": "#4c72b0", "seen": "#dd8452", "unseen": "#c44e52"}
 
 
@@ -41,7 +45,8 @@ def _gap(stat: dict[str, Any] | None) -> str:
     return pct(stat, key="value")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table: the header row, the separator, one line per row (cells as str)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
@@ -59,7 +64,7 @@ def main_table(summary: dict[str, Any], level: str) -> list[str]:
     lv = avg["levels"].get(level, {})
     rows.append([f"**Average** ({len(summary['benchmarks'])})", "", pct(avg.get("clean")), pct(lv.get("seen")),
                  pct(lv.get("unseen")), _gap(lv.get("gap_seen")), _gap(lv.get("gap_unseen"))])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def type_table(summary: dict[str, Any], level: str) -> list[str]:
@@ -77,7 +82,7 @@ def type_table(summary: dict[str, Any], level: str) -> list[str]:
     rows.append(["**Average**", pct(avg.get("clean"), se=False)]
                 + [pct(avg["types"]["seen"].get(t, {}).get(level), se=False) for t in seen]
                 + [pct(avg["types"]["unseen"].get(t, {}).get(level), se=False) for t in unseen])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _pool_order(summary: dict[str, Any], setting: str, names: list[str]) -> list[str]:
@@ -126,12 +131,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     other = [lv for lv in levels_of(summary) if lv != level]
     for lv in other:
         lines += ["", f"## Level {lv}", ""] + main_table(summary, lv)
+    lines += ["", *robustness_report.markdown_section(summary)]
     lines += ["", "## Per task", "", "All records of a setting pooled (every type and level).", ""]
     rows = []
     for name, b in summary["benchmarks"].items():
         for task, t in b.get("tasks", {}).items():
             rows.append([name, task, t["n_examples"], pct(t.get("clean")), pct(t.get("seen")), pct(t.get("unseen"))])
-    lines += _table(["Benchmark", "Task", "n", "Clean", "Seen", "Unseen"], rows)
+    lines += markdown_table(["Benchmark", "Task", "n", "Clean", "Seen", "Unseen"], rows)
     from roma.eval.official import report_lines
 
     lines += [""] + report_lines(summary)
@@ -166,7 +172,8 @@ def plot_levels(summary: dict[str, Any], path: Path) -> None:
     clean = avg.get("clean")
     markers = "osD^vP*X"
     highest: list[float] = []
-    for setting, style in (("seen", "-"), ("unseen", "--")):
+    for setting in avg["types"]:  # seen solid, the other pools dashed
+        style = "-" if setting == "seen" else "--"
         names = _pool_order(summary, setting, sorted(avg["types"][setting]))
         for i, name in enumerate(names):
             per_level = avg["types"][setting][name]
@@ -182,7 +189,8 @@ def plot_levels(summary: dict[str, Any], path: Path) -> None:
     ax.set_xticks([0, 1, 2, 3], ["clean", "L1", "L2", "L3"])
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{summary.get('config', {}).get('model_name', 'model')}: accuracy by degradation level")
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    if highest:
+        ax.legend(fontsize=7, ncol=2, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -228,6 +236,8 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths[0].write_text(render_markdown(summary), encoding="utf-8")
     plot_levels(summary, paths[1])
     plot_settings(summary, paths[2])
+    if robustness_report.plot_families(summary, out / "eval-families.png"):
+        paths.append(out / "eval-families.png")
     return paths
 
 
@@ -252,7 +262,7 @@ def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str])
         lv = avg["levels"].get(level, {})
         rows.append([name, len(s["benchmarks"]), pct(avg.get("clean")), pct(lv.get("seen")), pct(lv.get("unseen")),
                      _gap(lv.get("gap_seen")), _gap(lv.get("gap_unseen"))])
-    lines += _table(["Model", "Benchmarks", "Clean", "Seen", "Unseen", "Δ seen", "Δ unseen"], rows)
+    lines += markdown_table(["Model", "Benchmarks", "Clean", "Seen", "Unseen", "Δ seen", "Δ unseen"], rows)
     benchmarks = sorted({b for s in summaries for b in s["benchmarks"]})
     for setting in ("clean", "seen", "unseen"):
         lines += ["", f"## {setting.capitalize()}", ""]
@@ -266,7 +276,7 @@ def render_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str])
                     stat = entry.get("clean") if setting == "clean" else entry["levels"].get(level, {}).get(setting)
                 row.append(pct(stat))
             rows.append(row)
-        lines += _table(["Benchmark", *names], rows)
+        lines += markdown_table(["Benchmark", *names], rows)
     mismatched = [n for n, s in zip(names, summaries) if sorted(s["benchmarks"]) != benchmarks]
     if mismatched:
         lines += ["", f"Note: {', '.join(mismatched)} did not run every benchmark; averages cover different sets."]
@@ -306,8 +316,20 @@ def plot_comparison(summaries: Sequence[dict[str, Any]], names: Sequence[str], p
     plt.close(fig)
 
 
-def compare(run_dirs: Sequence[str | Path], out_dir: str | Path, *, names: Sequence[str] | None = None) -> list[Path]:
-    """Side-by-side table and plot of several ``roma eval`` runs; return the written paths."""
+def compare(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    reference: str | Path | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Side-by-side table and plot of several ``roma eval`` runs; return the written paths.
+
+    With ``reference`` (a run folder), ``comparison.md`` / ``.json`` also get each run's mCE, relative
+    mCE and paired bootstrap intervals (seeded by ``seed``) of Δ accuracy against it
+    (:func:`roma.eval.robustness.compare_runs`, from the runs' ``records.jsonl``).
+    """
     if not run_dirs:
         raise ValueError("give at least one run folder")
     summaries = [load_summary(d) for d in run_dirs]
@@ -318,12 +340,33 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path, *, names: Seque
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "comparison.md", out / "comparison.png", out / "comparison.json"]
-    paths[0].write_text(render_comparison(summaries, names), encoding="utf-8")
+    markdown = render_comparison(summaries, names)
+    versus = _against_reference(run_dirs, reference, seed=seed) if reference is not None else None
+    if versus is not None:
+        markdown += "\n" + "\n".join(robustness_report.comparison_section(versus, names, Path(reference).name))
+    paths[0].write_text(markdown, encoding="utf-8")
     plot_comparison(summaries, names, paths[1])
     headline = {n: {"clean": s["average"].get("clean"), "levels": s["average"]["levels"],
                     "run": str(d)} for n, s, d in zip(names, summaries, run_dirs)}
+    if versus is not None:
+        for n, v in zip(names, versus):
+            headline[n]["versus_reference"] = {"reference": str(reference), **v}
     paths[2].write_text(json.dumps(headline, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def _against_reference(run_dirs: Sequence[str | Path], reference: str | Path, *, seed: int) -> list[dict[str, Any]]:
+    from roma.eval.records import read_records
+    from roma.eval.robustness import compare_runs
+
+    def records(run: str | Path) -> list[dict[str, Any]]:
+        path = Path(run) / "records.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; mCE and Δ intervals need each run's records")
+        return read_records(path)
+
+    ref = records(reference)
+    return [compare_runs(records(run), ref, seed=seed) for run in run_dirs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,12 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folders of 'roma eval'")
     parser.add_argument("--names", nargs="+", help="label per run (default: each run's model name)")
     parser.add_argument("--out", required=True, help="folder for comparison.md / .png / .json")
+    parser.add_argument("--reference", metavar="RUN_DIR",
+                        help="run to normalise by: adds mCE, relative mCE and paired bootstrap Δ intervals per run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     args = parser.parse_args(argv)
     from roma.preflight import check_writable_dir
 
     try:
         check_writable_dir(args.out)
-        paths = compare(args.runs, args.out, names=args.names)
+        paths = compare(args.runs, args.out, names=args.names, reference=args.reference, seed=args.seed)
     except (FileNotFoundError, ValueError) as error:
         print(f"roma report: {error}", file=sys.stderr)
         return 2

@@ -34,8 +34,17 @@ from roma.data.benchmarks import decode_image, parse_data_arg, read_benchmark, r
 from roma.eval import official
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
-from roma.eval.protocol import MAIN_LEVEL, SETTINGS, Condition, aggregate, conditions, make_view
+from roma.eval.protocol import (
+    MAIN_LEVEL,
+    SETTINGS,
+    Condition,
+    aggregate,
+    conditions,
+    main_level_of,
+    make_view,
+)
 from roma.eval.records import append_records, read_records, record_key, write_records
+from roma.eval.robustness import robustness_summary
 from roma.eval.runlock import identity_digest, locked_out_dir, model_fingerprint, row_digest
 from roma.preflight import check_model_folder, check_writable_dir
 from roma.provenance import provenance
@@ -370,13 +379,14 @@ def _evaluate(
         raise ValueError(f"nothing was evaluated: every row was skipped ({'; '.join(reasons) or 'no row'})")
 
     summary = aggregate(results)
+    summary["robustness"] = robustness_summary(results)
     judge_errors = [{"benchmark": r["benchmark"], "id": r["id"], "type": r["type"], "level": r["level"],
                      "error": r["judge_error"]} for r in results if "judge_error" in r]
     summary.update(
         config=config,
         data={item.name: item.source for item in data if item.source},
         official=official.summarize(results, {item.name: item.meta for item in data}),
-        main_level=MAIN_LEVEL if MAIN_LEVEL in config["levels"] else max(config["levels"]),
+        main_level=main_level_of(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
         counts={"records": len(results), "generated": generated, "reused": reused,

@@ -25,7 +25,9 @@ unknown key is an error. The run:
 """
 
 import argparse
+import copy
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -97,8 +99,7 @@ class DataArguments:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, DataArguments]:
     """``--config recipe.yaml`` then ``--key value`` flags → ``(RomaConfig, ModelConfig, DataArguments)``.
 
-    Unknown or repeated keys in the recipe and values of the wrong type (``max_steps: 2.5``) raise
-    ``ValueError``; unknown flags exit with argparse's usage error.
+    Unknown keys in the recipe raise ``ValueError``; unknown flags exit with argparse's usage error.
     """
     from trl import ModelConfig, TrlParser
 
@@ -119,9 +120,26 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, Data
     return training_args, model_args, data_args
 
 
+def parse_recipe(recipe: dict[str, Any]) -> tuple[RomaConfig, Any, DataArguments]:
+    """A recipe as a mapping (the keys of a YAML recipe) → ``(RomaConfig, ModelConfig, DataArguments)``,
+    parsed exactly as ``roma train --config`` parses the YAML file; ``ValueError`` for an unknown key or a
+    bad value (argparse's own errors included)."""
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        try:
+            return parse_args(["--config", str(path)])
+        except SystemExit as error:  # argparse rejected a value (its message went to stderr)
+            raise ValueError(f"the recipe has a value argparse rejects (see the message above): {recipe}") from error
+
+
 def load_train_dataset(data_args: DataArguments) -> Any:
-    """The training set in roma's schema (``roma.data.schema``)."""
-    check_data_args(data_args)
+    """The training set in roma's schema (``roma.data.schema``) of :func:`validate`-d ``data_args``; a held-out
+    (evaluation) split is refused before and after reading."""
     if data_args.dataset_name == "synthetic":
         from roma.data.synthetic import generate
 
@@ -149,7 +167,7 @@ def load_train_dataset(data_args: DataArguments) -> Any:
 
 
 def check_data_args(data_args: DataArguments) -> None:
-    """``ValueError`` for a dataset option that the chosen dataset would ignore, or an unknown reward."""
+    """``ValueError`` for a dataset option that the chosen dataset would ignore, or a size below 1."""
     for name in ("dataset_size", "dataset_limit", "synthetic_image_size"):
         value = getattr(data_args, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -161,7 +179,6 @@ def check_data_args(data_args: DataArguments) -> None:
         ignored = [name for name in SYNTHETIC_ONLY if getattr(data_args, name) is not None]
         if ignored:
             raise ValueError(f"{ignored} apply to dataset_name='synthetic' only, not to {data_args.dataset_name!r}")
-    reward_functions(data_args.reward_funcs)
 
 
 def check_budget(training_args: RomaConfig) -> None:
@@ -283,24 +300,47 @@ def resolved_config(training_args: RomaConfig, model_args: Any, data_args: DataA
     return json.loads(json.dumps(config, default=str))
 
 
-def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments, *, train_dataset: Any = None) -> Path:
-    """Train as configured; return ``output_dir``. ``train_dataset``: the training set when already loaded
-    (:func:`load_train_dataset`)."""
-    import yaml
+@dataclass(frozen=True)
+class ValidatedRun:
+    """What :func:`validate` resolves from the three parsed configurations, which it leaves untouched."""
+
+    checkpoint: str | None  # resume_from_checkpoint as Trainer.train takes it (a complete checkpoint folder)
+    rewards: list[Any]  # the reward functions of data_args.reward_funcs
+    model_init_kwargs: dict[str, Any]  # how TRL loads the policy (RomaConfig's merged with ModelConfig's)
+
+
+def validate(training_args: RomaConfig, model_args: Any, data_args: DataArguments) -> ValidatedRun:
+    """Every check of a ``roma train`` run, once, before anything is built; ``ValueError`` naming the
+    first bad setting. (RomaConfig, ModelConfig and DataArguments validate their own fields at parsing.)"""
+    check_model_path(model_args, data_args)
+    main_process = os.environ.get("RANK", "0") == "0"  # say once which incomplete checkpoints are skipped
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
+                                    log=print if main_process else None)
+    check_data_args(data_args)
+    check_budget(training_args)
+    rewards = reward_functions(data_args.reward_funcs)
+    return ValidatedRun(checkpoint, rewards, merged_model_init_kwargs(training_args, model_args))
+
+
+def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) -> Path:
+    """Validate, then train as configured; return ``output_dir``."""
+    return execute(training_args, model_args, data_args, validate(training_args, model_args, data_args))
+
+
+def execute(training_args: RomaConfig, model_args: Any, data_args: DataArguments, validated: ValidatedRun, *,
+            train_dataset: Any = None) -> Path:
+    """Train a :func:`validate`-d run; return ``output_dir``. ``train_dataset``: the training set when already
+    read (:func:`load_train_dataset`). The parsed configurations are not modified:
+    the trainer gets a copy of ``training_args`` with the resolved ``model_init_kwargs`` and
+    ``generation_kwargs`` (plus the vision tokens to suppress)."""
     from accelerate import PartialState
     from transformers import AutoProcessor
     from trl import get_peft_config, get_quantization_config
 
-    from roma.models import build_tiny_qwen3vl, vision_token_ids
-    from roma.provenance import run_info
+    from roma.models import build_tiny_qwen3vl
     from roma.train.trainer import RomaTrainer
 
     state = PartialState()
-    check_model_path(model_args, data_args)
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
-                                    log=print if state.is_main_process else None)
-    check_data_args(data_args)
-    rewards = reward_functions(data_args.reward_funcs)
     model_path = model_args.model_name_or_path
     if not Path(model_path).exists() and data_args.build_tiny_model:
         with state.main_process_first():
@@ -312,35 +352,20 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments, *,
     processor = AutoProcessor.from_pretrained(
         model_path, revision=model_args.model_revision, padding_side="left", truncation_side="left"
     )
-    if data_args.suppress_vision_tokens and not training_args.use_vllm:
-        generation_kwargs = dict(training_args.generation_kwargs or {})
-        suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_token_ids(processor))
-        generation_kwargs["suppress_tokens"] = sorted(suppressed)
-        training_args.generation_kwargs = generation_kwargs
-    training_args.model_init_kwargs = merged_model_init_kwargs(training_args, model_args)
-
+    args = effective_training_args(training_args, data_args, validated, processor)
     trainer = RomaTrainer(
         model=model_path,
-        reward_funcs=rewards,
-        args=training_args,
+        reward_funcs=validated.rewards,
+        args=args,
         train_dataset=train_dataset,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    output_dir = Path(training_args.output_dir)
+    output_dir = Path(args.output_dir)
     if state.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config = resolved_config(training_args, model_args, data_args)
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
-        info = {
-            **run_info(),
-            "world_size": state.num_processes,
-            "generation_batch_size": training_args.generation_batch_size,
-            "train_examples": len(train_dataset),
-        }
-        (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    trainer.train(resume_from_checkpoint=checkpoint)
+        _write_run_records(output_dir, args, model_args, data_args, state.num_processes, len(train_dataset))
+    trainer.train(resume_from_checkpoint=validated.checkpoint)
     trainer.save_model(str(output_dir))  # the model and the processor
     if state.is_main_process:  # the per-step logs, also when no checkpoint was saved
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
@@ -349,24 +374,55 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments, *,
     return output_dir
 
 
+def effective_training_args(
+    training_args: RomaConfig, data_args: DataArguments, validated: ValidatedRun, processor: Any
+) -> RomaConfig:
+    """A shallow copy of ``training_args`` with the resolved ``model_init_kwargs`` and, unless vLLM generates
+    or ``suppress_vision_tokens`` is off, the processor's vision tokens added to
+    ``generation_kwargs["suppress_tokens"]``; ``training_args`` itself is not modified."""
+    from roma.models import vision_token_ids
+
+    args = copy.copy(training_args)
+    if data_args.suppress_vision_tokens and not training_args.use_vllm:
+        generation_kwargs = dict(training_args.generation_kwargs or {})
+        suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_token_ids(processor))
+        generation_kwargs["suppress_tokens"] = sorted(suppressed)
+        args.generation_kwargs = generation_kwargs
+    args.model_init_kwargs = dict(validated.model_init_kwargs)
+    return args
+
+
+def _write_run_records(
+    output_dir: Path, args: RomaConfig, model_args: Any, data_args: DataArguments, world_size: int, examples: int
+) -> None:
+    """``config.yaml`` (the resolved configuration, a valid recipe) and ``run_info.json`` in ``output_dir``."""
+    import yaml
+
+    from roma.provenance import run_info
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config = resolved_config(args, model_args, data_args)
+    (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
+    info = {
+        **run_info(),
+        "world_size": world_size,
+        "generation_batch_size": args.generation_batch_size,
+        "train_examples": examples,
+    }
+    (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         training_args, model_args, data_args = parse_args(argv)
-        check_model_path(model_args, data_args)
-        resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-        check_data_args(data_args)
-        check_budget(training_args)
-        merged_model_init_kwargs(training_args, model_args)
+        validated = validate(training_args, model_args, data_args)
         check_writable_dir(training_args.output_dir, what="output_dir")
-    except ValueError as err:
-        print(f"roma train: {err}", file=sys.stderr)
-        return 2
-    try:  # the data is read before any model is built or loaded: an unusable dataset is one line too
+        # the data is read before any model is built or loaded: an unusable dataset is one line too
         train_dataset = load_train_dataset(data_args)
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2
-    run(training_args, model_args, data_args, train_dataset=train_dataset)
+    execute(training_args, model_args, data_args, validated, train_dataset=train_dataset)
     return 0
 
 

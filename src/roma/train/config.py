@@ -1,19 +1,23 @@
 """:class:`RomaConfig`: TRL's ``GRPOConfig`` plus ROMA's options (method.md §2–§8), validated at construction."""
 
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trl import GRPOConfig
 
 from roma import losses
-from roma.degrade import SEEN, UNSEEN
+from roma.degrade import POOLS
+from roma.degrade.params import Level
 
-MODES: tuple[str, ...] = ("roma", "grpo", "naive_aug")
-VIEW_SAMPLINGS: tuple[str, ...] = ("step", "example")
-AUX_RATIO_ANCHORS: tuple[str, ...] = ("clean", "view")
-POOLS: dict[str, tuple[str, ...]] = {"seen": SEEN, "unseen": UNSEEN}
-DEGRADATION_LEVELS: tuple[str, ...] = ("train", "1", "2", "3")
+# Each choice field's choices are its Literal type, written once: HfArgumentParser derives the CLI's
+# choices from it and RomaConfig validates against it (choices_of).
+Mode = Literal["roma", "grpo", "naive_aug"]
+ViewSampling = Literal["step", "example"]
+AuxRatioAnchor = Literal["clean", "view"]
+Pool = Literal["seen", "unseen", "imagenet-c", "geometric", "capture", "document", "all"]
 # λ defaults per mode when left unset: the paper-style start of method.md §6 for ROMA, 0 otherwise.
 DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": (0.0, 0.0), "naive_aug": (0.0, 0.0)}
 # The roma.losses aggregation matching a TRL loss_type (see roma.losses' module docstring); other
@@ -21,18 +25,28 @@ DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": 
 AGG_BY_LOSS_TYPE: dict[str, str] = {"grpo": "sequence", "bnpo": "token", "dapo": "token", "dr_grpo": "fixed"}
 
 
-def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"help": text}
-    if choices is not None:
-        metadata["choices"] = list(choices)
-    return metadata
+def _help(text: str) -> dict[str, Any]:
+    return {"help": text}
+
+
+def choices_of(annotation: Any) -> tuple[tuple[Any, ...], bool] | None:
+    """``(values, None allowed)`` of a ``Literal[...]`` or ``Literal[...] | None`` annotation; ``None`` for
+    any other annotation."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation), False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        literals = [arg for arg in args if typing.get_origin(arg) is Literal]
+        if len(literals) == 1 and len(args) == 2 and type(None) in args:
+            return typing.get_args(literals[0]), True
+    return None
 
 
 @dataclass
 class RomaConfig(GRPOConfig):
     """GRPOConfig plus the ROMA options of method.md. Invalid combinations raise at construction."""
 
-    mode: Literal["roma", "grpo", "naive_aug"] = field(
+    mode: Mode = field(
         default="roma",
         metadata=_help(
             "'roma': GRPO on clean rollouts plus the invariance penalty and the auxiliary policy gradient on "
@@ -40,8 +54,7 @@ class RomaConfig(GRPOConfig):
             "baseline). 'naive_aug': GRPO whose rollout images are replaced by one training-range degraded view "
             "(the naive-augmentation baseline: rewards of trajectories sampled on degraded images punish "
             "perception failures as reasoning errors, the 'reward poisoning' ROMA avoids); evaluation "
-            "rollouts stay clean.",
-            MODES,
+            "rollouts stay clean."
         ),
     )
     roma_views: int = field(
@@ -68,31 +81,28 @@ class RomaConfig(GRPOConfig):
             "penalty cannot collapse the policy. Unset: 0.1 for mode='roma', 0 otherwise."
         ),
     )
-    kl_estimator: Literal["k1", "k2", "k3"] = field(
+    kl_estimator: losses.KLEstimator = field(
         default="k3",
         metadata=_help(
             "Per-token KL estimator of Δ = ℓ^view − sg(ℓ^clean) (method.md §3). 'k3' = exp(Δ)−1−Δ is "
-            "non-negative and low-variance for tokens sampled from the clean policy; 'k1', 'k2' for ablations.",
-            losses.KL_ESTIMATORS,
+            "non-negative and low-variance for tokens sampled from the clean policy; 'k1', 'k2' for ablations."
         ),
     )
-    kl_direction: Literal["forward", "reverse"] = field(
+    kl_direction: losses.KLDirection = field(
         default="forward",
         metadata=_help(
             "'forward' estimates KL(π_clean ‖ π_view), unbiased under clean samples; 'reverse' uses the "
-            "GRPO-reference convention r = exp(−Δ) (method.md §3).",
-            losses.KL_DIRECTIONS,
+            "GRPO-reference convention r = exp(−Δ) (method.md §3)."
         ),
     )
-    worst_case: Literal["batch", "sequence", "token", "mean"] = field(
+    worst_case: losses.WorstCase = field(
         default="batch",
         metadata=_help(
             "Which view the penalty regularises (method.md §4): 'batch' the view with the largest "
             "batch-aggregated KL (the paper's formula; only it and the auxiliary view get autograd), "
             "'sequence' per trajectory, 'token' per token, 'mean' the average over views (ablation 'no worst "
             "case'; all K views get autograd). With several processes the worst case is taken over each "
-            "process's micro-batch.",
-            losses.WORST_CASES,
+            "process's micro-batch."
         ),
     )
     correctness_mask: bool = field(
@@ -109,12 +119,11 @@ class RomaConfig(GRPOConfig):
             "paper's brief); False uses every trajectory with its clean advantage."
         ),
     )
-    aux_ratio_anchor: Literal["clean", "view"] = field(
+    aux_ratio_anchor: AuxRatioAnchor = field(
         default="clean",
         metadata=_help(
             "Denominator of the auxiliary ratio ρ̃ = exp(ℓ^j − ℓ_old): 'clean' uses the behaviour policy's clean "
-            "log-prob (the trajectory was sampled on the clean image), 'view' the view's own detached log-prob.",
-            AUX_RATIO_ANCHORS,
+            "log-prob (the trajectory was sampled on the clean image), 'view' the view's own detached log-prob."
         ),
     )
     correct_threshold: float = field(
@@ -129,30 +138,28 @@ class RomaConfig(GRPOConfig):
             "the trainer's reward functions when the ROMA terms are on."
         ),
     )
-    degradation_pool: Literal["seen", "unseen"] = field(
+    degradation_pool: Pool = field(
         default="seen",
         metadata=_help(
             "Pool the view types come from (docs/degradations.md). Training uses the seen pool; the unseen "
-            "pool is held out for evaluation (it has fixed levels only, no training range).",
-            tuple(POOLS),
+            "pool is held out for evaluation. Every pool but seen has fixed levels only (no training range), "
+            "so the others (ImageNet-C, geometric, capture, document, all) serve ablations at level 1-3."
         ),
     )
-    degradation_level: Literal["train", "1", "2", "3"] = field(
+    degradation_level: Level = field(
         default="train",
         metadata=_help(
-            "'train' draws each view's parameters from its type's training range; '1'-'3' use a fixed "
-            "severity (level 3 lies outside the training range); a YAML number 1-3 is read as that level.",
-            DEGRADATION_LEVELS,
+            "'train' draws each view's parameters from its type's training range; 1, 2 or 3 use a fixed "
+            "severity (level 3 lies outside the training range). A recipe may write a level as 3 or '3'."
         ),
     )
-    view_sampling: Literal["step", "example"] = field(
+    view_sampling: ViewSampling = field(
         default="step",
         metadata=_help(
             "'step': the K distinct types (and the auxiliary view) are drawn once per optimisation step and "
             "shared by every image, as in the paper ('at each training step we sample a subset of K distinct "
             "augmentations'), so the batch worst case picks a degradation type; parameters and noise are "
-            "still drawn per image. 'example': every image draws its own K types.",
-            VIEW_SAMPLINGS,
+            "still drawn per image. 'example': every image draws its own K types."
         ),
     )
     view_seed: int = field(
@@ -182,13 +189,12 @@ class RomaConfig(GRPOConfig):
             "(every process must run the same forwards)."
         ),
     )
-    roma_agg: Literal["token", "sequence", "fixed"] | None = field(
+    roma_agg: losses.AggMode | None = field(
         default=None,
         metadata=_help(
             "Aggregation of L_inv and L_aux over tokens (roma.losses.aggregate). Unset: follows loss_type — "
             "'sequence' for 'grpo', 'fixed' (÷ N·max_completion_length) for 'dr_grpo', 'token' otherwise — so "
-            "the ROMA terms and L_GRPO share a scale.",
-            losses.AGG_MODES,
+            "the ROMA terms and L_GRPO share a scale."
         ),
     )
 
@@ -200,22 +206,12 @@ class RomaConfig(GRPOConfig):
 
     def _check_roma_options(self) -> None:
         """Validate (and resolve the unset) ROMA fields; ``ValueError`` naming the value and the choices."""
-        choices = {
-            "mode": MODES,
-            "kl_estimator": losses.KL_ESTIMATORS,
-            "kl_direction": losses.KL_DIRECTIONS,
-            "worst_case": losses.WORST_CASES,
-            "aux_ratio_anchor": AUX_RATIO_ANCHORS,
-            "degradation_pool": tuple(POOLS),
-            "degradation_level": DEGRADATION_LEVELS,
-            "view_sampling": VIEW_SAMPLINGS,
-        }
-        if isinstance(self.degradation_level, int) and not isinstance(self.degradation_level, bool):
-            self.degradation_level = str(self.degradation_level)  # a YAML `3` means the level "3"
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-
+        if isinstance(self.degradation_level, str) and self.degradation_level in ("1", "2", "3"):
+            self.degradation_level = int(self.degradation_level)  # YAML / CLI text; the level is the int
+        for name, (allowed, none_ok) in CHOICES.items():
+            value = getattr(self, name)
+            if (value is None and not none_ok) or (value is not None and not _is_choice(value, allowed)):
+                raise ValueError(f"{name} must be one of {list(allowed)}{' or None' if none_ok else ''}, got {value!r}")
         pool = POOLS[self.degradation_pool]
         if isinstance(self.roma_views, bool) or not isinstance(self.roma_views, int):
             raise TypeError(f"roma_views must be an int, got {self.roma_views!r}")
@@ -224,10 +220,10 @@ class RomaConfig(GRPOConfig):
                 f"roma_views (K) must be in [1, {len(pool)}]: the K views of an image have distinct types and "
                 f"the {self.degradation_pool} pool has {len(pool)} ({', '.join(pool)}); got {self.roma_views}"
             )
-        if self.degradation_pool == "unseen" and self.degradation_level == "train":
+        if self.degradation_pool != "seen" and self.degradation_level == "train":
             raise ValueError(
-                "degradation_level='train' needs degradation_pool='seen': the unseen types have no training "
-                "range (docs/degradations.md); use level '1', '2' or '3'"
+                f"degradation_level='train' needs degradation_pool='seen': the {self.degradation_pool} types have "
+                "no training range (docs/degradations.md); use level 1, 2 or 3"
             )
 
         default_kl, default_aux = DEFAULT_LAMBDAS[self.mode]
@@ -258,8 +254,6 @@ class RomaConfig(GRPOConfig):
             raise ValueError(f"share_view_encoding must be a bool, got {self.share_view_encoding!r}")
         if self.roma_agg is None:
             self.roma_agg = AGG_BY_LOSS_TYPE.get(self.loss_type, "token")
-        elif self.roma_agg not in losses.AGG_MODES:
-            raise ValueError(f"roma_agg must be one of {list(losses.AGG_MODES)} or None, got {self.roma_agg!r}")
 
     @property
     def roma_terms_on(self) -> bool:
@@ -270,7 +264,16 @@ class RomaConfig(GRPOConfig):
     def view_pool(self) -> tuple[str, ...]:
         return POOLS[self.degradation_pool]
 
-    @property
-    def view_level(self) -> int | str:
-        """The level as roma.degrade takes it: ``"train"`` or the int 1, 2, 3."""
-        return self.degradation_level if self.degradation_level == "train" else int(self.degradation_level)
+
+# The choice fields of RomaConfig (its own annotations: HfArgumentParser rewrites the dataclass fields'
+# types, never the class's annotations): name -> (values, None allowed).
+CHOICES: dict[str, tuple[tuple[Any, ...], bool]] = {
+    name: choices
+    for name, annotation in vars(RomaConfig)["__annotations__"].items()
+    if (choices := choices_of(annotation)) is not None
+}
+
+
+def _is_choice(value: Any, allowed: tuple[Any, ...]) -> bool:
+    """``value`` is one of ``allowed``, of the same type (``True`` is not the choice ``1``)."""
+    return any(value == choice and type(value) is type(choice) for choice in allowed)

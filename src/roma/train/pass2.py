@@ -1,20 +1,146 @@
-"""Pass 2 of a ROMA step (method.md §3–§5): the completions of pass 1 teacher-forced under degraded views.
+"""Pass 2 of a ROMA step (method.md §3–§5, §7): the completions of pass 1 teacher-forced under degraded views.
 
-A *pair* ``(k, i)`` is sequence ``i`` of the micro-batch with its image replaced by its view ``k``.
-:func:`view_logps_fn` builds the forward ``f(pairs) -> (M, T)`` log-probs; :class:`PairLogps` collects
-the log-probs of the pairs run by one or more calls and places them into ``(K, N, T)`` tensors.
+A *pair* ``(k, i)`` is sequence ``i`` of the micro-batch with its image replaced by its view ``k``. Pass 2
+runs only the pairs a term reads, and autograd only on those that receive gradient:
+
+1. **Plan** (:func:`plan_pairs`, pure): which pairs run without autograd, which with it, and whether a
+   selection comes in between — from the masks, the auxiliary views, ``K``, ``worst_case`` and whether
+   parameters are sharded. :func:`selected_pairs` (pure) gives the pairs that run after the selection.
+2. **Run** (:func:`run_pairs`): executes a plan with the forward passed in as a callable
+   ``f(pairs) -> (M, T)`` (:func:`view_logps_fn` builds the trainer's) and the selection passed in as a
+   callable (:func:`roma.losses.select_views`); :class:`PairLogps` collects the log-probs and places them
+   into ``(K, N, T)`` tensors.
+
+With ``worst_case`` ``"batch"`` / ``"sequence"`` and ``K > 1`` the auxiliary pair ``(j_i, i)`` of each
+sequence runs with autograd and every other pair the penalty reads without; the selection reads both
+(detached); then the selected pairs that have not run with autograd do. ``"token"`` / ``"mean"`` (and
+``K = 1``) run every pair with autograd. Each pair runs at most once with and once without autograd.
+With sharded parameters (ZeRO-3, FSDP) every forward gathers parameters collectively, so every process
+must run the same forwards: the plan then covers every row and the selected pairs run with autograd
+whether or not they are auxiliary pairs, so the number of forwards does not depend on the data.
 
 Pass 2 never samples a token from a degraded image and never builds a full-vocabulary log-softmax:
 log-probs come from TRL's fused LM head, which gathers the sampled tokens only.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 
 Pair = tuple[int, int]  # (view k, sequence i)
+Forward = Callable[[list[Pair]], torch.Tensor]  # M pairs -> (M, T) log-probs
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """Which pairs pass 2 runs before the selection; see :func:`plan_pairs`."""
+
+    num_views: int  # K
+    penalty_pairs: tuple[Pair, ...]  # every pair the penalty may read, view-major: (k, i) for k < K, i in rows
+    aux_pairs: tuple[Pair, ...]  # (j_i, i) of every sequence L_aux reads
+    detached: tuple[Pair, ...]  # run first, without autograd: inputs of the selection only
+    with_grad: tuple[Pair, ...]  # run with autograd before the selection
+    select: bool  # whether a one-view-per-sequence selection follows (then selected_pairs)
+    uniform: bool  # sharded parameters: every row runs, the selected pairs always run again
+
+    @property
+    def penalty_rows(self) -> tuple[int, ...]:
+        """The sequences the penalty's pairs cover, in order."""
+        return tuple(i for k, i in self.penalty_pairs if k == 0)
+
+
+def plan_pairs(
+    penalty_mask: Sequence[bool],  # (N,) the sequences L_inv reads (m_i, or all)
+    aux_mask: Sequence[bool],  # (N,) the sequences L_aux reads
+    aux_view: Sequence[int],  # (N,) j_i, the auxiliary view of each sequence
+    *,
+    num_views: int,
+    worst_case: str,
+    penalty_on: bool,
+    aux_on: bool,
+    uniform: bool,
+) -> PairPlan:
+    """The pairs of one micro-batch's pass 2 up to the selection (pure; see the module docstring).
+
+    ``penalty_on`` / ``aux_on``: whether λ_kl / λ_aux is non-zero (a term that is off reads no pair).
+    ``uniform``: parameters are sharded, so every row runs whatever the masks say.
+    """
+    if not len(penalty_mask) == len(aux_mask) == len(aux_view):
+        raise ValueError(
+            f"penalty_mask, aux_mask and aux_view must have one entry per sequence, got lengths "
+            f"{len(penalty_mask)}, {len(aux_mask)}, {len(aux_view)}"
+        )
+    if num_views < 1 or any(not 0 <= j < num_views for j in aux_view):
+        raise ValueError(f"auxiliary views must lie in [0, K={num_views}), got {list(aux_view)}")
+
+    def rows(mask: Sequence[bool]) -> list[int]:
+        return [i for i, keep in enumerate(mask) if uniform or keep]
+
+    aux_pairs = [(aux_view[i], i) for i in rows(aux_mask)] if aux_on else []
+    penalty_rows = rows(penalty_mask) if penalty_on else []
+    penalty_pairs = [(k, i) for k in range(num_views) for i in penalty_rows]
+    select = num_views > 1 and worst_case in ("batch", "sequence") and bool(penalty_rows)
+    if select:
+        auxiliary = set(aux_pairs)
+        detached = [pair for pair in penalty_pairs if pair not in auxiliary]
+        with_grad = aux_pairs
+    else:  # every pair with autograd, then the auxiliary pairs the penalty does not read
+        passed = set(penalty_pairs)
+        detached = []
+        with_grad = penalty_pairs + [pair for pair in aux_pairs if pair not in passed]
+    return PairPlan(
+        num_views, tuple(penalty_pairs), tuple(aux_pairs), tuple(detached), tuple(with_grad), select, uniform
+    )
+
+
+def selected_pairs(plan: PairPlan, sequence_view: Sequence[int]) -> tuple[list[Pair], list[Pair]]:
+    """``(selected, to_run)`` after the selection (pure): each penalty row's pair under its selected view
+    ``sequence_view[i]`` (-1: the penalty reads none, so no pair — except with sharded parameters, where the
+    row takes view 0, unused), and those of them that must still run with autograd."""
+    selected = [(max(sequence_view[i], 0), i) for i in plan.penalty_rows if plan.uniform or sequence_view[i] >= 0]
+    if plan.uniform:
+        return selected, selected
+    ran = set(plan.with_grad)
+    return selected, [pair for pair in selected if pair not in ran]
+
+
+class Pass2Logps(NamedTuple):
+    """What :func:`run_pairs` returns."""
+
+    with_grad: "PairLogps"  # every pair run with autograd
+    selection: Any  # the selection callable's result (None without a selection)
+    penalty_slots: list[tuple[int, Pair]]  # (slot, pair) the penalty reads: K slots, or slot 0 after a selection
+
+
+def run_pairs(
+    plan: PairPlan,
+    forward: Forward,
+    *,
+    select: Callable[[torch.Tensor], Any],
+    filler: torch.Tensor,
+    no_grad: Callable[[], AbstractContextManager],
+) -> Pass2Logps:
+    """Execute ``plan``: the detached pairs inside ``no_grad()`` (first, while only the clean graph is
+    held), then the autograd pairs; with a selection, ``select(views)`` on the detached ``(K, N, T)``
+    log-probs (``filler`` (N, T) where no pair ran) must return an object with a ``sequence_view`` (N,)
+    tensor (:class:`roma.losses.ViewSelection`), and the selected pairs of :func:`selected_pairs` run."""
+    detached = PairLogps()  # every pair run, detached: what the selection reads
+    if plan.detached:
+        with no_grad():
+            detached.add(list(plan.detached), forward(list(plan.detached)))  # (|detached|, T)
+    values = forward(list(plan.with_grad))  # (|with_grad|, T)
+    with_grad = PairLogps().add(list(plan.with_grad), values)
+    slots = [(k, (k, i)) for k, i in plan.penalty_pairs]  # view k of row i in slot k
+    if not plan.select:
+        return Pass2Logps(with_grad, None, slots)
+    detached.add(list(plan.with_grad), values.detach())
+    selection = select(detached.place(slots, plan.num_views, filler))  # on (K, N, T)
+    chosen, to_run = selected_pairs(plan, selection.sequence_view.tolist())
+    with_grad.add(to_run, forward(to_run))
+    return Pass2Logps(with_grad, selection, [(0, pair) for pair in chosen])
 
 
 class PairLogps:

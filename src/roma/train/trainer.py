@@ -21,10 +21,12 @@ without any degraded forward pass. ``mode="naive_aug"`` is the reward-poisoning 
 image itself is replaced by one degraded view; everything else is GRPO.
 """
 
+import contextlib
+import functools
 import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -81,19 +83,11 @@ class RomaTrainer(GRPOTrainer):
                     f"share_view_encoding=True passes the views' encodings to the model through mm_encoder_outputs, "
                     f"which {type(base).__name__}.forward does not take; set share_view_encoding=False"
                 )
-        self._rewards_per_func: torch.Tensor | None = None  # (N_global, F), the last _calculate_rewards
-        self._capture_clean_logps = False
-        self._clean_logps: torch.Tensor | None = None
         self._step_seconds = {"prepare": 0.0, "loss": 0.0}
 
     # ------------------------------------------------------------------------------------------
     # Generation side: success mask, views, naive augmentation
     # ------------------------------------------------------------------------------------------
-
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._rewards_per_func = rewards_per_func  # (N_global, F), gathered over processes
-        return rewards_per_func
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         mode = "train" if self.model.training else "eval"
@@ -101,11 +95,12 @@ class RomaTrainer(GRPOTrainer):
         if self.args.mode == "naive_aug" and mode == "train":
             inputs = self._degrade_rollout_images(inputs)
         rollout_start = time.perf_counter()
-        output = super()._generate_and_score_completions(inputs)
+        with capture_first_return(self, "_calculate_rewards") as rewards:
+            output = super()._generate_and_score_completions(inputs)
         rollout_end = time.perf_counter()
 
         if self._success_index is not None:
-            success = self._success_mask()  # (N_global,)
+            success = self._success_mask(rewards[0])  # (N_global,)
             self._metrics[mode]["roma/success_rate"].append(success.float().mean().item())
             # Rewards are gathered over processes, advantages sliced per process: slice the same way.
             local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
@@ -121,9 +116,10 @@ class RomaTrainer(GRPOTrainer):
         self._metrics[mode]["time/views"].append(rollout_start - start + time.perf_counter() - rollout_end)
         return output
 
-    def _success_mask(self) -> torch.Tensor:  # (N_global,) bool
-        """m_i = 1[R_i > τ] from the success reward of the last scoring; an unscored (NaN) reward is no success."""
-        rewards = self._rewards_per_func[:, self._success_index]  # (N_global,)
+    def _success_mask(self, rewards_per_func: torch.Tensor) -> torch.Tensor:  # (N_global,) bool
+        """m_i = 1[R_i > τ] from the success reward of ``rewards_per_func`` (N_global, F), gathered over
+        processes; an unscored (NaN) reward is no success."""
+        rewards = rewards_per_func[:, self._success_index]  # (N_global,)
         return torch.nan_to_num(rewards, nan=-math.inf) > self.args.correct_threshold
 
     def _make_views(self, inputs: list[dict[str, Any]], image_grid_thw: torch.Tensor) -> dict[str, Any]:
@@ -141,23 +137,14 @@ class RomaTrainer(GRPOTrainer):
     # Loss side: pass 2 and the ROMA terms
     # ------------------------------------------------------------------------------------------
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        result = super()._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
-        )
-        if self._capture_clean_logps:  # the first call inside GRPOTrainer._compute_loss is the clean pass
-            self._clean_logps = result[0]
-            self._capture_clean_logps = False
-        return result
-
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
         start = time.perf_counter()
-        self._capture_clean_logps = self.args.roma_terms_on
-        try:
+        if self.args.roma_terms_on:  # TRL's first log-prob pass inside its loss is the clean pass
+            with capture_first_return(self, "_get_per_token_logps_and_entropies") as clean_pass:
+                grpo_loss = super()._compute_loss(model, inputs)
+        else:
             grpo_loss = super()._compute_loss(model, inputs)
-        finally:
-            self._capture_clean_logps = False
         clean_end = time.perf_counter()
         self._metrics[mode]["time/clean_pass"].append(clean_end - start)
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
@@ -166,7 +153,7 @@ class RomaTrainer(GRPOTrainer):
             self._step_seconds["loss"] += clean_end - start
             return grpo_loss
 
-        clean_logps, self._clean_logps = self._clean_logps.detach(), None  # (N, T) anchor sg(ℓ)
+        clean_logps = clean_pass[0][0].detach()  # (N, T) anchor sg(ℓ)
         roma_loss = self._roma_loss(inputs, clean_logps, mode)
         loss = grpo_loss + roma_loss / normalizer
         end = time.perf_counter()
@@ -175,112 +162,91 @@ class RomaTrainer(GRPOTrainer):
         return loss
 
     def _roma_loss(self, inputs: dict[str, Any], clean_logps: torch.Tensor, mode: str) -> torch.Tensor:
-        """λ_kl · L_inv^wc + λ_aux · L_aux of one micro-batch (method.md §3–§6).
-
-        Pass 2 teacher-forces (view k, sequence i) pairs, and only those a term looks at: the successful
-        sequences under ``correctness_mask`` / ``aux_correct_only``. Autograd runs only on the pairs that
-        receive gradient — the auxiliary pair ``(j_i, i)`` of each sequence and the pairs the penalty
-        selects — and each pair runs at most once with autograd and at most once without:
-
-        - ``batch`` / ``sequence`` (K > 1): the auxiliary pairs with autograd, every other pair without;
-          the worst view is picked on the detached values of both; then the selected pairs that are not
-          auxiliary pairs with autograd.
-        - ``token`` / ``mean`` (and K = 1): every pair with autograd; the auxiliary pairs are among them.
-
-        Rows a term does not see hold a detached filler equal to its anchor (Δ = 0, ρ̃ = 1), which
-        roma.losses leaves out anyway. With sharded parameters (ZeRO-3, FSDP) every forward gathers
-        parameters collectively, so every process must run the same forwards: pass 2 then covers every
-        row, and the selected pairs run with autograd whether or not they are auxiliary pairs
-        (:attr:`_uniform_view_passes`), so the number of forwards does not depend on the data.
-        """
+        """λ_kl · L_inv^wc + λ_aux · L_aux of one micro-batch (method.md §3–§6): plan pass 2
+        (:func:`roma.train.pass2.plan_pairs`), run it (:func:`roma.train.pass2.run_pairs`), take the terms
+        from :mod:`roma.losses`, log. Rows a term does not read hold a detached filler equal to its anchor
+        (Δ = 0, ρ̃ = 1), which roma.losses leaves out anyway."""
         args = self.args
         completion_mask = inputs["completion_mask"]  # (N, T)
         if "tool_mask" in inputs:
             completion_mask = completion_mask * inputs["tool_mask"]
         completion_mask = completion_mask.bool()
         success = inputs["roma_success"]  # (N,) bool
-        every_row = torch.ones_like(success)
-        uniform = self._uniform_view_passes
-        agg = dict(agg=args.roma_agg, max_tokens=args.max_completion_length)
-        run = self._view_logps_fn(inputs)  # [(view k, row i), ...] -> (M, T)
-        num_views = args.roma_views
+        penalty_mask = success if args.correctness_mask else torch.ones_like(success)  # (N,) rows L_inv reads
+        aux_mask = success if args.aux_correct_only else torch.ones_like(success)  # (N,) rows L_aux reads
+        plan = pass2.plan_pairs(
+            penalty_mask.tolist(), aux_mask.tolist(), inputs["roma_aux_view"].tolist(), num_views=args.roma_views,
+            worst_case=args.worst_case, penalty_on=args.lambda_kl > 0, aux_on=args.lambda_aux > 0,
+            uniform=self._uniform_view_passes,
+        )
+        kl = dict(estimator=args.kl_estimator, direction=args.kl_direction, agg=args.roma_agg, max_tokens=args.max_completion_length)
+        select = functools.partial(
+            losses.select_views, clean_logps=clean_logps, completion_mask=completion_mask, success=penalty_mask,
+            worst_case=args.worst_case, **kl,
+        )
+        ran = pass2.run_pairs(
+            plan, self._view_logps_fn(inputs), select=select, filler=clean_logps,
+            no_grad=self._no_grad_pass,
+        )
         loss = clean_logps.new_zeros(())
-
-        def rows(mask: torch.Tensor) -> list[int]:
-            return (every_row if uniform else mask).nonzero().flatten().tolist()
-
-        penalty_rows = success if args.correctness_mask else every_row  # (N,) the sequences L_inv sees
-        aux_rows = success if args.aux_correct_only else every_row  # (N,) the sequences L_aux sees
-        aux_view = inputs["roma_aux_view"].tolist()  # j per sample
-        aux_pairs = [(aux_view[i], i) for i in rows(aux_rows)] if args.lambda_aux > 0 else []
-        penalty_pass = rows(penalty_rows) if args.lambda_kl > 0 else []
-        select_first = num_views > 1 and args.worst_case in ("batch", "sequence") and bool(penalty_pass)
-
-        penalty = dict(estimator=args.kl_estimator, direction=args.kl_direction, worst_case=args.worst_case, **agg)
-        with_grad = pass2.PairLogps()  # the pairs run with autograd
-        if select_first:
-            # Pick the worst view on detached values: every pair that is not an auxiliary pair without
-            # autograd (first, while only the clean graph is held), then the auxiliary pairs with it.
-            auxiliary = set(aux_pairs)
-            others = [(k, i) for k in range(num_views) for i in penalty_pass if (k, i) not in auxiliary]
-            with torch.no_grad(), disable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs):
-                others_logps = run(others)  # (M, T)
-            aux_pair_logps = run(aux_pairs)  # (|aux_pairs|, T)
-            with_grad.add(aux_pairs, aux_pair_logps)
-            detached = pass2.PairLogps().add(others, others_logps).add(aux_pairs, aux_pair_logps.detach())
-            slots = [(k, (k, i)) for k in range(num_views) for i in penalty_pass]  # view k of row i in slot k
-            all_views = detached.place(slots, num_views, clean_logps)  # (K, N, T)
-            _, metrics = losses.invariance_penalty(all_views, clean_logps, completion_mask, penalty_rows, **penalty)
-            # The view each sequence's penalty reads (the batch's worst, or its own); -1: the penalty does not
-            # read the sequence, which then needs no pass — except under sharding, where it takes view 0, unused.
-            chosen = metrics.sequence_view.tolist()  # (N,)
-            selected = [(max(chosen[i], 0), i) for i in penalty_pass if uniform or chosen[i] >= 0]
-            todo = selected if uniform else [pair for pair in selected if pair not in with_grad]
-            with_grad.add(todo, run(todo))
-            # Each sequence under its selected view: the K = 1 penalty of these log-probs is L_inv^wc.
-            stacked = with_grad.place([(0, pair) for pair in selected], 1, clean_logps)  # (1, N, T)
-            inv_loss, _ = losses.invariance_penalty(
-                stacked, clean_logps, completion_mask, penalty_rows, **{**penalty, "worst_case": "batch"}
-            )
-        else:  # every pair with autograd (token, mean, K = 1, or nothing for the penalty to see)
-            every_pair = [(k, i) for k in range(num_views) for i in penalty_pass]
-            passed = set(every_pair)
-            extra = [pair for pair in aux_pairs if pair not in passed]  # auxiliary pairs the penalty does not see
-            with_grad.add(every_pair + extra, run(every_pair + extra))
-            if args.lambda_kl > 0:
-                stacked = with_grad.place([(k, (k, i)) for k, i in every_pair], num_views, clean_logps)  # (K, N, T)
-                inv_loss, metrics = losses.invariance_penalty(
-                    stacked, clean_logps, completion_mask, penalty_rows, **penalty
-                )
         if args.lambda_kl > 0:
+            if ran.selection is not None:
+                (selected,) = ran.with_grad.place(ran.penalty_slots, 1, clean_logps)  # (N, T)
+                inv_loss = losses.selected_view_penalty(selected, clean_logps, completion_mask, penalty_mask, **kl)
+                per_view_kl, counts = ran.selection.per_view_kl, ran.selection.selection_counts
+            else:
+                views = ran.with_grad.place(ran.penalty_slots, args.roma_views, clean_logps)  # (K, N, T)
+                inv_loss, metrics = losses.invariance_penalty(
+                    views, clean_logps, completion_mask, penalty_mask, worst_case=args.worst_case, **kl
+                )
+                per_view_kl, counts = metrics.per_view_kl, metrics.selection_counts
             loss = loss + args.lambda_kl * inv_loss
             self._log_mean(mode, "roma/loss_inv", inv_loss.detach())
-            counts = metrics.selection_counts if bool(penalty_rows.any()) else torch.zeros_like(metrics.selection_counts)
-            self._log_views(mode, inputs, metrics.per_view_kl, counts)
-
+            counts = counts if bool(penalty_mask.any()) else torch.zeros_like(counts)
+            self._log_views(mode, inputs, per_view_kl, counts)
         if args.lambda_aux > 0:
-            old_logps = inputs.get("old_per_token_logps")  # (N, T) ℓ_old, absent when equal to sg(ℓ)
-            old_logps = clean_logps if old_logps is None else old_logps
-            filler = old_logps if args.aux_ratio_anchor == "clean" else clean_logps
-            (aux_logps,) = with_grad.place([(0, pair) for pair in aux_pairs], 1, filler)  # (N, T)
-            anchor = old_logps if args.aux_ratio_anchor == "clean" else aux_logps.detach()
-            aux_loss, aux_metrics = losses.auxiliary_pg_loss(
-                aux_logps,
-                anchor,
-                inputs["advantages"],
-                completion_mask,
-                success,
-                eps_low=self.epsilon_low,
-                eps_high=self.epsilon_high,
-                correct_only=args.aux_correct_only,
-                **agg,
-            )
-            loss = loss + args.lambda_aux * aux_loss
-            self._log_mean(mode, "roma/loss_aux", aux_loss.detach())
-            self._log_mean(mode, "roma/aux_clip_ratio/low", aux_metrics.clip_low_frac)
-            self._log_mean(mode, "roma/aux_clip_ratio/high", aux_metrics.clip_high_frac)
-            self._log_mean(mode, "roma/aux_clip_ratio/region", aux_metrics.clip_region_frac)
+            loss = loss + args.lambda_aux * self._aux_loss(inputs, ran.with_grad, plan, clean_logps, completion_mask, mode)
         return loss
+
+    def _aux_loss(
+        self,
+        inputs: dict[str, Any],
+        with_grad: pass2.PairLogps,
+        plan: pass2.PairPlan,
+        clean_logps: torch.Tensor,  # (N, T)
+        completion_mask: torch.Tensor,  # (N, T) bool
+        mode: str,
+    ) -> torch.Tensor:
+        """L_aux (method.md §5) on each sequence's auxiliary view, logged with its clip fractions."""
+        args = self.args
+        old_logps = inputs.get("old_per_token_logps")  # (N, T) ℓ_old, absent when equal to sg(ℓ)
+        old_logps = clean_logps if old_logps is None else old_logps
+        filler = old_logps if args.aux_ratio_anchor == "clean" else clean_logps
+        (aux_logps,) = with_grad.place([(0, pair) for pair in plan.aux_pairs], 1, filler)  # (N, T)
+        anchor = old_logps if args.aux_ratio_anchor == "clean" else aux_logps.detach()
+        aux_loss, aux_metrics = losses.auxiliary_pg_loss(
+            aux_logps,
+            anchor,
+            inputs["advantages"],
+            completion_mask,
+            inputs["roma_success"],
+            eps_low=self.epsilon_low,
+            eps_high=self.epsilon_high,
+            correct_only=args.aux_correct_only,
+            agg=args.roma_agg,
+            max_tokens=args.max_completion_length,
+        )
+        self._log_mean(mode, "roma/loss_aux", aux_loss.detach())
+        self._log_mean(mode, "roma/aux_clip_ratio/low", aux_metrics.clip_low_frac)
+        self._log_mean(mode, "roma/aux_clip_ratio/high", aux_metrics.clip_high_frac)
+        self._log_mean(mode, "roma/aux_clip_ratio/region", aux_metrics.clip_region_frac)
+        return aux_loss
+
+    @contextlib.contextmanager
+    def _no_grad_pass(self) -> Iterator[None]:
+        """Forwards without autograd, and without gradient checkpointing (it has nothing to save)."""
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            yield
 
     @property
     def _uniform_view_passes(self) -> bool:
@@ -344,3 +310,29 @@ class RomaTrainer(GRPOTrainer):
         # Trainer.training_step = _prepare_inputs + compute_loss + backward (+ bookkeeping).
         self._metrics["train"]["time/backward"].append(total - self._step_seconds["prepare"] - self._step_seconds["loss"])
         return output
+
+
+@contextlib.contextmanager
+def capture_first_return(obj: Any, method: str) -> Iterator[list[Any]]:
+    """Within the block, ``obj.<method>`` also records its first return value in the yielded list (empty
+    if it was not called); the method is restored on exit. How the trainer reads a value TRL computes
+    inside a method it does not return it from: the rewards per function of ``_calculate_rewards``, the
+    clean log-probs of ``_compute_loss``'s first ``_get_per_token_logps_and_entropies``."""
+    captured: list[Any] = []
+    original = getattr(obj, method)
+    shadowed = vars(obj).get(method)  # an instance attribute already in place (e.g. a test's), restored on exit
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not captured:
+            captured.append(result)
+        return result
+
+    setattr(obj, method, recording)
+    try:
+        yield captured
+    finally:
+        if shadowed is None:
+            delattr(obj, method)  # the class's method is visible again
+        else:
+            setattr(obj, method, shadowed)

@@ -46,7 +46,7 @@ def degraded_views(
     args: RomaConfig, image: Image.Image | np.ndarray, example_id: str, step: int, types: list[str] | None
 ) -> list[View]:
     """K (type, params, pixels) views of one image: of the given types, or drawn for this example."""
-    level = args.view_level
+    level = args.degradation_level
     if types is None:
         seed = derive_seed(args.view_seed, step, example_id)
         views = sample_views(image, args.roma_views, seed=seed, pool=args.view_pool, level=level)
@@ -123,7 +123,7 @@ def degrade_rollout_images(args: RomaConfig, step: int, examples: list[dict[str,
     for example in examples:
         example_id = _example_id(example)
         seed = derive_seed(args.view_seed, step, example_id, "naive_aug")
-        (view,) = sample_views(_example_image(example), 1, seed=seed, pool=args.view_pool, level=args.view_level)
+        (view,) = sample_views(_example_image(example), 1, seed=seed, pool=args.view_pool, level=args.degradation_level)
         image = Image.fromarray(view.image)
         if "images" in example:
             degraded.append({**example, "images": [image]})
