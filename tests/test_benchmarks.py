@@ -44,11 +44,12 @@ def user_text(example) -> str:
     return turn["content"][1]["text"]
 
 
-def check_schema(ds, name):
-    assert ds.column_names == list(COLUMNS)
+def check_schema(ds, name, image_column="image"):
+    assert ds.column_names == [image_column if c == "image" else c for c in COLUMNS]
     for row in ds:
         validate_example(row, source=name)
-        assert row["image"].mode == "RGB"
+        for image in row["images"] if image_column == "images" else [row["image"]]:
+            assert image.mode == "RGB"
 
 
 S = datasets.Value("string")
@@ -212,10 +213,25 @@ def test_mmrl30k_training_rows(tmp_path):
     path = tmp_path / "mmrl30k.parquet"
     datasets.Dataset.from_list(rows, features=datasets.Features(features)).to_parquet(str(path))
     ds = load_benchmark(str(path))  # parquet file, benchmark from the file name
-    check_schema(ds, "mmrl30k")
+    check_schema(ds, "mmrl30k", image_column="images")  # an image list stays a list (TRL's column)
     assert ds["task"] == ["geometry3k", "clevr"] and ds["answer_type"] == ["number", "choice"]
     assert ds["choices"][1] == ["the cube", "the ball"]
     assert user_text(ds[0]) == prompt_text("Find the area of the triangle.")
+
+
+def test_mmrl30k_rows_keep_every_image_with_a_placeholder_each(tmp_path):
+    """Kind 7 of the image issue: ``images: [a, b]`` with ``<image><image>`` lost all but the first image."""
+    features = {"images": datasets.List(datasets.Image()), "problem": S, "answer": S, "source": S}
+    rows = [{"images": [img(colour=(10, 10, 10)), img(colour=(200, 200, 200))],
+             "problem": "<image><image>Which image is darker?\nChoices: A. the first B. the second",
+             "answer": "A", "source": "pairs"}]
+    path = tmp_path / "mmrl30k.parquet"
+    datasets.Dataset.from_list(rows, features=datasets.Features(features)).to_parquet(str(path))
+    (row,) = load_benchmark(str(path))
+    assert [image.getpixel((0, 0)) for image in row["images"]] == [(10, 10, 10), (200, 200, 200)]
+    (turn,) = row["prompt"]
+    assert [part["type"] for part in turn["content"]] == ["image", "image", "text"]
+    assert "<image>" not in turn["content"][2]["text"]
 
 
 def test_corrupt_or_missing_images_are_skipped_and_counted(tmp_path):

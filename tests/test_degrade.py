@@ -409,8 +409,22 @@ def test_pil_modes_and_array_layouts_become_rgb():
     assert to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 0))).tolist() == [[[255] * 3] * 2] * 2
 
 
+def test_32bit_grey_scales_by_its_data_range():
+    # mode I (a 32-bit TIFF's ints): min -> 0, max -> 255, 1000 of [-1000, 3000] -> round(127.5) = 128
+    ints = Image.fromarray(np.array([[-1000, 1000, 3000]], dtype=np.int32))
+    assert ints.mode == "I"
+    assert to_rgb(ints)[0].tolist() == [[0] * 3, [128] * 3, [255] * 3]
+    # mode F: 0.25 of [0, 1] -> round(63.75) = 64; NaN counts as the minimum, +inf as the maximum
+    floats = Image.fromarray(np.array([[0.0, 0.25, 1.0, np.nan, np.inf]], dtype=np.float32))
+    assert floats.mode == "F"
+    assert to_rgb(floats)[0, :, 0].tolist() == [0, 64, 255, 0, 255]
+    # a constant image keeps its value, clipped to 0..255
+    assert to_rgb(Image.new("F", (2, 1), 7.6))[0, :, 0].tolist() == [8, 8]
+    assert to_rgb(Image.new("I", (2, 1), 70000))[0, :, 0].tolist() == [255, 255]
+
+
 def test_every_pil_mode_degrades():
-    for mode in ("RGB", "RGBA", "L", "P", "I;16", "CMYK", "1", "LA", "YCbCr"):
+    for mode in ("RGB", "RGBA", "L", "P", "I;16", "CMYK", "1", "LA", "YCbCr", "I", "F"):
         image = Image.new(mode, (9, 7))
         assert degrade(image, "gaussian_noise", 1, seed=0).shape == (7, 9, 3)
 
@@ -428,8 +442,6 @@ def test_every_pil_mode_degrades():
         (np.zeros((3, 32, 32), np.uint8), ValueError, r"32 channels; it looks channel-first"),
         (np.zeros((1, 4, 4, 3), np.uint8), ValueError, r"got 4 dimensions"),
         (np.zeros(5, np.uint8), ValueError, r"got 1 dimensions"),
-        (Image.new("F", (4, 4)), ValueError, r"unsupported PIL image mode 'F'; accepted modes: RGB, RGBA"),
-        (Image.new("I", (4, 4)), ValueError, r"unsupported PIL image mode 'I'"),
         ([[0, 1], [2, 3]], TypeError, r"expected a PIL.Image.Image or a numpy.ndarray, got builtins.list"),
         (None, TypeError, r"got builtins.NoneType"),
     ],

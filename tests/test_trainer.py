@@ -403,11 +403,11 @@ def test_views_keep_the_token_count_and_replay_from_their_seed(roma_batch):
 def test_a_view_that_changes_the_image_size_is_an_error(roma_batch, monkeypatch):
     trainer, inputs = roma_batch
 
-    def resized_views(image, example_id, step, types):
+    def resized_views(images, example_id, step, types):
         return [("downscale", {"factor": 0.5}, np.zeros((96, 96, 3), np.uint8))] * NUM_VIEWS
 
     monkeypatch.setattr(views_module, "degraded_views", lambda args, *rest: resized_views(*rest))
-    with pytest.raises(RuntimeError, match=r"have image_grid_thw \[\[1, 6, 6\].*the clean image \[1, 8, 8\]"):
+    with pytest.raises(RuntimeError, match=r"have image_grid_thw \[\[1, 6, 6\].*the clean images \[\[1, 8, 8\]\]"):
         trainer._make_views([trainer.train_dataset[0]], inputs["image_grid_thw"][:1])
 
 

@@ -296,10 +296,15 @@ def use_linear_patch_embedding(model: Any) -> None:
 
 
 def to_sft_rows(dataset: Any) -> Any:
-    """Keep ``image`` and ``prompt`` and add the conversational ``completion``: the assistant's worked solution."""
+    """Keep ``image`` and ``prompt`` and add the conversational ``completion``: the assistant's worked solution.
+    The image goes through :func:`roma.data.images.prepare_image` (upright, RGB), as in RL and evaluation."""
+    from roma.data.images import prepare_image
 
     def completion(row: dict[str, Any]) -> dict[str, Any]:
-        return {"completion": [{"role": "assistant", "content": [{"type": "text", "text": row["solution"]}]}]}
+        return {
+            "image": prepare_image(row["image"]),
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": row["solution"]}]}],
+        }
 
     keep = {"image", "prompt", "solution"}
     rows = dataset.remove_columns([c for c in dataset.column_names if c not in keep])

@@ -42,7 +42,6 @@ instruction (think, then ``\\boxed{}``) in place of the benchmark's direct-answe
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -56,7 +55,16 @@ from typing import Any, NamedTuple
 import datasets
 from PIL import Image
 
-from roma.data.schema import COLUMNS, LETTERS, features, make_text_prompt, validate_example
+from roma.data.images import ImageError, open_image, to_rgb_image, undecoded_column, upright
+from roma.data.schema import (
+    COLUMNS,
+    LETTERS,
+    features,
+    make_text_prompt,
+    unique_ids,
+    validate_example,
+    with_image_parts,
+)
 
 CHARTQA_TOLERANCE = 0.05
 """ChartQA's relaxed accuracy: a numeric answer within 5 % of the gold counts as correct."""
@@ -797,53 +805,26 @@ def _quiet_progress() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _undecoded(data: datasets.Dataset, column: str) -> datasets.Dataset:
-    """Cast an image column (or list of images) to ``decode=False`` so broken bytes reach us as bytes."""
-    feature = data.features[column]
-    with _quiet_progress():
-        if isinstance(feature, datasets.Image):
-            return data.cast_column(column, datasets.Image(decode=False))
-        inner = getattr(feature, "feature", None)
-        if isinstance(inner, datasets.Image):
-            return data.cast_column(column, type(feature)(datasets.Image(decode=False)))
-    return data
-
-
 def decode_image(value: Any) -> tuple[Image.Image, bytes | None] | None:
-    """``(RGB image, original encoded bytes or None)`` from a datasets image cell, or ``None`` if broken.
+    """``(RGB image, original encoded bytes or None)`` from a datasets image cell, or ``None`` if it cannot
+    be used; the image goes through roma's one decode path (:mod:`roma.data.images`: EXIF orientation
+    applied, every mode to RGB). The bytes are kept only when they decode to exactly that image.
 
     Accepts ``{"bytes", "path"}`` dicts, raw bytes, PIL images, file paths and lists (first item).
     """
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
-    raw: bytes | None = None
     try:
-        if isinstance(value, Image.Image):
-            image = value
-        elif isinstance(value, dict):
-            raw = value.get("bytes")
-            if raw is None and value.get("path") and os.path.exists(value["path"]):
-                raw = Path(value["path"]).read_bytes()
-            if raw is None:
-                return None
-            image = Image.open(io.BytesIO(raw))
-        elif isinstance(value, (bytes, bytearray)):
-            raw = bytes(value)
-            image = Image.open(io.BytesIO(raw))
-        elif isinstance(value, str) and os.path.exists(value):
-            raw = Path(value).read_bytes()
-            image = Image.open(io.BytesIO(raw))
-        else:
-            return None
-        image.load()
-        if image.width == 0 or image.height == 0:
-            return None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        opened = open_image(value)
+        image = to_rgb_image(upright(opened))
+    except ImageError:
         return None
-    if image.mode != "RGB":
-        from roma.degrade import to_rgb
-
-        return Image.fromarray(to_rgb(image)), None
+    raw: bytes | None = None
+    if image is opened and not isinstance(value, Image.Image):
+        if isinstance(value, dict):
+            raw = value.get("bytes") or Path(value["path"]).read_bytes()
+        else:
+            raw = bytes(value) if isinstance(value, (bytes, bytearray)) else Path(value).read_bytes()
     return image, raw
 
 
@@ -865,16 +846,6 @@ def _check_fields(columns: set[str], spec: BenchmarkSpec, *, text_only: bool = F
             )
 
 
-def _unique_ids(raw_ids: list[str]) -> list[str]:
-    """Keep ids as given; a repeated id gets ``#2``, ``#3``, ... so every degradation seed is distinct."""
-    seen: dict[str, int] = {}
-    out = []
-    for raw in raw_ids:
-        seen[raw] = seen.get(raw, 0) + 1
-        out.append(raw if seen[raw] == 1 else f"{raw}#{seen[raw]}")
-    return out
-
-
 def row_ids(rows: Sequence[dict[str, Any]] | datasets.Dataset, spec: BenchmarkSpec) -> list[str]:
     """Example ids: ``<name>-<id column>`` (WeMath: ``wemath-<ID>@<key>``), else ``<name>-<row index>``."""
     columns = _columns(rows)
@@ -884,7 +855,7 @@ def row_ids(rows: Sequence[dict[str, Any]] | datasets.Dataset, spec: BenchmarkSp
         raw = [f"{spec.name}-{v}" for v in _column(rows, spec.id_field)]
     else:
         raw = [f"{spec.name}-{i}" for i in range(len(rows))]
-    return _unique_ids(raw)
+    return unique_ids(raw)
 
 
 def _column(rows: Sequence[dict[str, Any]] | datasets.Dataset, name: str) -> list[Any]:
@@ -929,28 +900,40 @@ def normalize_rows(
     """
     image_column = next((c for c in spec.image_field.split("|") if c in _columns(rows)), spec.image_field)
     if isinstance(rows, datasets.Dataset) and image_column in rows.column_names:
-        rows = _undecoded(rows, image_column)
+        rows = undecoded_column(rows, image_column)
     _check_fields(_columns(rows), spec)
     parsed, skipped = parse_rows(rows, spec)
     examples, meta = [], {}
+    several = _holds_lists(rows, image_column)
     for index, example_id, fields in parsed:
         row = rows[index]
-        decoded = decode_image(row.get(image_column))
-        if decoded is None:
+        cell = row.get(image_column)
+        cells = list(cell or []) if several else [cell]
+        decoded = [decode_image(c) for c in cells]
+        if not decoded or any(d is None for d in decoded):
             skipped.append(Skip(example_id, "missing or corrupt image"))
             continue
-        image, raw = decoded
-        example = {
-            "id": example_id,
-            **fields,
-            "image": {"bytes": raw, "path": None} if raw is not None else image,
-        }
+        images = [{"bytes": raw, "path": None} if raw is not None else image for image, raw in decoded]
+        example = {"id": example_id, **fields, "image": images[0]}
         validate_example(example, source=f"{spec.name} row {example_id!r}")
-        examples.append({c: example[c] for c in COLUMNS})
+        if several:  # every image of the row, in the list's order, each with its placeholder in the prompt
+            example = {("images" if c == "image" else c): example[c] for c in COLUMNS}
+            example["images"] = images
+            example["prompt"] = with_image_parts(example["prompt"], len(images))
+        else:
+            example = {c: example[c] for c in COLUMNS}
+        examples.append(example)
         meta[example_id] = {"task": fields["task"], "choices": fields["choices"], **fields.get("meta", {})}
     order = {example_id: i for i, example_id in enumerate(row_ids(rows, spec))}
     skipped.sort(key=lambda s: order.get(s.id, len(order)))
     return examples, skipped, meta
+
+
+def _holds_lists(rows: Sequence[dict[str, Any]] | datasets.Dataset, column: str) -> bool:
+    """Whether ``column`` holds lists of images (MMRL30k's ``images``) rather than one image per row."""
+    if isinstance(rows, datasets.Dataset):
+        return isinstance(rows.features.get(column), (list, datasets.List, datasets.LargeList))
+    return any(isinstance(row.get(column), (list, tuple)) for row in rows)
 
 
 def check_skipped_share(name: str, n_rows: int, skipped: Sequence[Skip], max_share: float = MAX_SKIPPED_SHARE) -> None:
@@ -1007,8 +990,12 @@ def read_benchmark(
     if not examples:  # every row skipped, and max_skipped_share allowed it
         raise ValueError(f"{where}: read {len(rows)} row(s) and none is usable; first: {skipped[0].id} "
                          f"({skipped[0].reason})")
+    columns = FEATURES
+    if examples and "images" in examples[0]:  # a source of image lists keeps them (TRL's `images` column)
+        columns = datasets.Features({("images" if k == "image" else k): (datasets.List(v) if k == "image" else v)
+                                     for k, v in FEATURES.items()})
     with _quiet_progress():
-        dataset = datasets.Dataset.from_list(examples, features=FEATURES)
+        dataset = datasets.Dataset.from_list(examples, features=columns)
     return LoadedBenchmark(spec, dataset, skipped, meta, source.split, source.origin, len(rows))
 
 

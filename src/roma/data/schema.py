@@ -7,7 +7,8 @@ column         meaning
 =============  =====================================================================================
 ``id``         str, unique within its dataset; seeds every degradation of this example
 ``task``       str, the family / benchmark sub-task (used for per-task breakdowns)
-``image``      PIL image (RGB)
+``image``      PIL image (RGB); or ``images``, a list of them (one per image placeholder of the prompt, in
+               order: TRL's column, used by sources whose rows hold image lists, e.g. MMRL30k)
 ``prompt``     conversational prompt, ``[{"role": "user", "content": [{"type": "image"},
                {"type": "text", "text": ...}]}]`` — asks for reasoning in ``<think>…</think>``
                and the final answer in ``\\boxed{}`` (see :func:`make_prompt`)
@@ -58,6 +59,16 @@ CHOICE_INSTRUCTION = INSTRUCTION + " Answer with the option's letter."
 """The instruction of a multiple-choice example."""
 
 
+def unique_ids(raw_ids: list[str]) -> list[str]:
+    """Keep ids as given; a repeated id gets ``#2``, ``#3``, ... so every degradation seed and record is distinct."""
+    seen: dict[str, int] = {}
+    out = []
+    for raw in raw_ids:
+        seen[raw] = seen.get(raw, 0) + 1
+        out.append(raw if seen[raw] == 1 else f"{raw}#{seen[raw]}")
+    return out
+
+
 def format_choices(choices: list[str]) -> str:
     """``["3", "5"]`` -> ``"A. 3\\nB. 5"``."""
     if len(choices) > len(LETTERS):
@@ -97,9 +108,22 @@ def make_prompt(question: str, choices: list[str] | None = None) -> list[dict[st
     ]
 
 
+def with_image_parts(prompt: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``prompt`` with its first user turn holding ``n`` image placeholders (before its text), as TRL fills them
+    from a row's ``images`` list in order; the other turns unchanged."""
+    out, done = [], False
+    for message in prompt:
+        if message["role"] == "user" and not done and isinstance(message["content"], list):
+            others = [part for part in message["content"] if part.get("type") != "image"]
+            message = {**message, "content": [{"type": "image"} for _ in range(n)] + others}
+            done = True
+        out.append(message)
+    return out
+
+
 def validate_example(example: dict[str, Any], *, source: str = "example") -> None:
     """Raise ``ValueError`` naming ``source`` and the field when an example breaks the schema."""
-    missing = [c for c in COLUMNS if c not in example]
+    missing = [c for c in COLUMNS if c not in example and not (c == "image" and "images" in example)]
     if missing:
         raise ValueError(f"{source}: missing field(s) {missing}; the schema needs {list(COLUMNS)}")
     if example["answer_type"] not in ANSWER_TYPES:

@@ -1,9 +1,10 @@
 """``roma degrade [IMAGE] --out grid.png``: a labelled grid of degradation types × levels.
 
 Rows are types, columns the clean image and each chosen level; captions give each cell's parameters
-and PSNR. Without IMAGE the built-in sample chart (448 px, text of 10–20 px) is used. ``--types``
-takes type names and pool names (``--pool document`` is ``--types document``); the default shows the
-paper's nine types (the ``seen`` and ``unseen`` pools).
+and PSNR. Without IMAGE the built-in sample chart (448 px, text of 10–20 px) is used; IMAGE is read by
+:func:`roma.data.images.prepare_image`, as training and evaluation read theirs (EXIF orientation
+applied, converted to RGB). ``--types`` takes type names and pool names (``--pool document`` is
+``--types document``); the default shows the paper's nine types (the ``seen`` and ``unseen`` pools).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from roma.data.images import ImageError, prepare_image
 from roma.degrade.grid import render_grid
 from roma.degrade.params import ALL_TYPES, POOLS, expand_pools
 from roma.degrade.sample import sample_chart
@@ -59,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.image is None:
         image, source = sample_chart(), "built-in sample chart"
     else:
+        if not args.image.is_file():
+            print(f"roma degrade: cannot read image {str(args.image)!r}: no such file", file=sys.stderr)
+            return 2
         try:
-            with Image.open(args.image) as opened:
-                opened.load()
-                image, source = opened, str(args.image)
-        except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
-            # OSError covers a missing file, a folder and a truncated or damaged image ("image file is truncated")
-            print(f"roma degrade: cannot read image {str(args.image)!r}: {' '.join(str(err).split())}", file=sys.stderr)
+            image, source = prepare_image(args.image), str(args.image)  # upright, RGB: as a model sees it
+        except ImageError as err:
+            print(f"roma degrade: cannot read image {str(args.image)!r}: {err}", file=sys.stderr)
             return 2
     try:
         grid, cells = render_grid(image, types=types, levels=levels, seed=args.seed, cell_size=args.cell_size)

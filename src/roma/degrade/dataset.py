@@ -14,7 +14,8 @@ Three source formats, found from ``SRC``:
 For each ``(type, level)`` the copy goes to ``DIR/<type>-L<level>/`` (a TSV is renamed
 ``<stem>_<type>_L<level>.tsv``, a new dataset name for VLMEvalKit). Rows are identical except the
 image cells, which hold the degraded pixels as PNG (lossless, so the pixels are exactly those the
-manifest replays; an image becomes RGB, alpha composited over white as in ``roma eval``). Each
+manifest replays; an image is read by roma's one decode path, :func:`roma.data.images.prepare_image`:
+its EXIF orientation applied and converted to RGB, alpha composited over white, as in ``roma eval``). Each
 image is degraded with ``seed = derive_seed(run seed, location, row, column, type, level)``
 (location: the split or the file's path relative to ``SRC``), the parameters drawn from it and
 applied (:func:`roma.degrade.sample_params`, :func:`roma.degrade.apply`).
@@ -41,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from roma.data.images import prepare_image
 from roma.degrade.api import apply, derive_seed
 from roma.degrade.params import ALL_TYPES, POOLS, check_level, check_type, expand_pools, sample_params
 from roma.preflight import check_writable_dir
@@ -80,10 +82,9 @@ def image_seed(seed: int, location: str, row: int, column: str, name: str, level
 
 def degrade_encoded(data: bytes, name: str, level: int, *, seed: int) -> tuple[bytes, dict[str, Any], tuple[int, int]]:
     """``(PNG bytes, params, (H, W))`` of an encoded image degraded by ``name`` at ``level``."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        params = sample_params(name, level, np.random.default_rng(seed))
-        pixels = apply(image, name, params)
+    image = prepare_image(data)  # roma's one decode path: EXIF orientation applied, RGB (no size cap)
+    params = sample_params(name, level, np.random.default_rng(seed))
+    pixels = apply(image, name, params)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue(), params, pixels.shape[:2]
@@ -91,10 +92,8 @@ def degrade_encoded(data: bytes, name: str, level: int, *, seed: int) -> tuple[b
 
 def replay(entry: dict[str, Any], original: bytes | Image.Image | np.ndarray) -> np.ndarray:
     """The degraded ``(H, W, 3) uint8`` pixels of a manifest line, from the original image."""
-    if isinstance(original, (bytes, bytearray)):
-        with Image.open(io.BytesIO(original)) as image:
-            image.load()
-            return apply(image, entry["type"], entry["params"])
+    if isinstance(original, (bytes, bytearray, Image.Image)):
+        original = prepare_image(original)
     return apply(original, entry["type"], entry["params"])
 
 

@@ -9,10 +9,16 @@ Accepted inputs:
 
 Images with an alpha channel are composited over white, as ``transformers``' ``convert_to_rgb`` does
 before a vision-language processor sees them, so a degraded view and the processor's own view of
-the clean image share the same background. 16-bit grey is scaled to 8 bits (``round(v · 255 / 65535)``).
-Anything else — other dtypes, channel counts, PIL modes with no fixed range (``I``, ``F``), empty
-images, other types — raises a ``TypeError`` or ``ValueError`` that names what was given and what is
-accepted.
+the clean image share the same background. Grey images with more than 8 bits are scaled to 8 bits by
+their range:
+
+- 16-bit grey (``I;16*``) by the range of its type: ``round(v · 255 / 65535)``;
+- 32-bit grey (``I`` integers, ``F`` floats), which have no fixed range, by the range of their data:
+  ``round((v - min) · 255 / (max - min))``; a constant image becomes ``clip(round(v), 0, 255)``;
+  ``NaN`` counts as ``min`` and ``±inf`` are clipped to the finite range.
+
+Anything else — other dtypes, channel counts, other PIL modes, empty images, other types — raises a
+``TypeError`` or ``ValueError`` that names what was given and what is accepted.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from PIL import Image
 
 PIL_MODES: tuple[str, ...] = (
     "RGB", "RGBA", "RGBa", "RGBX", "L", "LA", "1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV",
-    "I;16", "I;16L", "I;16B", "I;16N",
+    "I;16", "I;16L", "I;16B", "I;16N", "I", "F",
 )  # fmt: skip
 ARRAY_SHAPES: str = "H×W, H×W×1, H×W×3 or H×W×4"
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
@@ -50,7 +56,7 @@ def _from_pil(image: Image.Image) -> np.ndarray:
     if mode not in PIL_MODES:
         raise ValueError(
             f"unsupported PIL image mode {mode!r}; accepted modes: {', '.join(PIL_MODES)} "
-            "(convert it yourself, e.g. image.convert('RGB'), if you know its value range)"
+            "(convert it yourself, e.g. image.convert('RGB'))"
         )
     if mode == "RGB":
         return np.ascontiguousarray(np.asarray(image))
@@ -58,6 +64,8 @@ def _from_pil(image: Image.Image) -> np.ndarray:
         grey16 = np.asarray(image).astype(np.uint32)  # (H, W) values 0..65535, byte order handled by PIL
         grey = ((grey16 * 255 + 32767) // 65535).astype(np.uint8)  # round(v · 255 / 65535)
         return np.repeat(grey[:, :, None], 3, axis=2)  # (H, W, 3)
+    if mode in ("I", "F"):
+        return np.repeat(_stretch(np.asarray(image))[:, :, None], 3, axis=2)  # (H, W, 3)
     if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
         return _over_white(image.convert("RGBA"))
     return np.asarray(image.convert("RGB"))
@@ -95,3 +103,16 @@ def _over_white(rgba: Image.Image) -> np.ndarray:
     """An RGBA image composited over opaque white, as ``(H, W, 3) uint8``."""
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """``(H, W)`` 32-bit grey (int or float) scaled by its data range to ``(H, W) uint8``."""
+    data = values.astype(np.float64)  # (H, W)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return np.zeros(data.shape, np.uint8)
+    low, high = float(finite.min()), float(finite.max())
+    data = np.nan_to_num(data, nan=low, posinf=high, neginf=low)
+    if high == low:
+        return np.full(data.shape, np.clip(round(low), 0, 255), np.uint8)
+    return np.round((data - low) * (255.0 / (high - low))).astype(np.uint8)

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge-model", help="judge model name, e.g. Qwen/Qwen2.5-72B-Instruct")
     parser.add_argument("--judge-api-key-env", help="environment variable holding the judge's API key")
     parser.add_argument("--judge-retries", type=int, default=5, help="retries of a failed judge request (default 5)")
+    parser.add_argument("--image-fit", choices=("reject", "pad"), default="reject",
+                        help="an image the processor refuses (aspect ratio > 200): reject = skip and list the row "
+                             "(default), pad = pad it with white until it is accepted")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data, splits=args.split, settings=args.settings, levels=args.levels, limit=args.limit,
             batch_size=args.batch_size, out_dir=args.out, seed=args.seed, max_new_tokens=args.max_new_tokens,
             judge=judge, backend=args.backend, model_name=args.name, progress=not args.no_progress,
+            image_fit=args.image_fit,
         )
     except JudgeUnavailableError as error:
         print(f"roma eval: {error}", file=sys.stderr)
@@ -124,5 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     lv = avg["levels"].get(level, {})
     print(f"average over {len(summary['benchmarks'])} dataset(s), level {level}: clean {pct(avg.get('clean'))}, "
           f"seen {pct(lv.get('seen'))}, unseen {pct(lv.get('unseen'))}")
+    for name, items in summary["skipped"].items():
+        if items:
+            listed = "; ".join(f"{item['id']} ({item['reason']})" for item in items[:10])
+            print(f"{name}: skipped {len(items)} item(s): {listed}{' ...' if len(items) > 10 else ''}")
     print(f"wrote {args.out}/records.jsonl, summary.json, report.md, eval-levels.png, eval-settings.png")
     return 0

@@ -1,8 +1,9 @@
 """Batched greedy generation for evaluation: Hugging Face ``generate`` (default) or vLLM.
 
 A generator is a callable ``generator(prompts, images) -> completions``: ``prompts`` are
-conversational prompts of roma's schema (one user turn with an image placeholder and the text),
-``images`` the matching PIL images, and each completion is the decoded text the model produced.
+conversational prompts of roma's schema (one user turn with its image placeholders and the text),
+``images`` the matching PIL images — a prompt's image, or the list of its images in placeholder order —
+and each completion is the decoded text the model produced.
 
 :class:`HFGenerator` applies the processor's chat template, pads on the **left** (so every
 sequence ends where generation starts), decodes greedily (``do_sample=False``) and suppresses the
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-Generator = Callable[[Sequence[list[dict[str, Any]]], Sequence[Image.Image]], list[str]]
+Generator = Callable[[Sequence[list[dict[str, Any]]], Sequence[Image.Image | list[Image.Image]]], list[str]]
 Backend = Literal["auto", "hf", "vllm"]
 
 
@@ -55,7 +56,7 @@ class HFGenerator:
         tokenizer = self.processor.tokenizer
         side, tokenizer.padding_side = tokenizer.padding_side, "left"
         try:
-            inputs = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, images=flat_images(images), padding=True, return_tensors="pt")
         finally:
             tokenizer.padding_side = side
         inputs = inputs.to(self.model.device)
@@ -74,12 +75,12 @@ class HFGenerator:
 class VLLMGenerator:
     """Greedy generation with vLLM's offline engine (untested here: needs a GPU and ``pip install vllm``)."""
 
-    def __init__(self, path: str | Path, *, max_new_tokens: int = 256, dtype: str = "auto") -> None:
+    def __init__(self, path: str | Path, *, max_new_tokens: int = 256, dtype: str = "auto", max_images: int = 1) -> None:
         from transformers import AutoProcessor
         from vllm import LLM, SamplingParams
 
         self.processor = AutoProcessor.from_pretrained(path)
-        self.llm = LLM(model=str(path), dtype=dtype, limit_mm_per_prompt={"image": 1}, seed=0)
+        self.llm = LLM(model=str(path), dtype=dtype, limit_mm_per_prompt={"image": max_images}, seed=0)
         self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
         self.calls = 0
 
@@ -87,13 +88,18 @@ class VLLMGenerator:
         inputs = [
             {
                 "prompt": self.processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True),
-                "multi_modal_data": {"image": image},
+                "multi_modal_data": {"image": image if isinstance(image, Image.Image) else list(image)},
             }
             for p, image in zip(prompts, images)
         ]
         outputs = self.llm.generate(inputs, self.params, use_tqdm=False)
         self.calls += 1
         return [o.outputs[0].text for o in outputs]
+
+
+def flat_images(images: Sequence[Image.Image | Sequence[Image.Image]]) -> list[Image.Image]:
+    """The images of a batch in prompt order: a prompt's entry is its image, or the list of its images."""
+    return [image for entry in images for image in ([entry] if isinstance(entry, Image.Image) else entry)]
 
 
 def vllm_available() -> bool:
@@ -107,10 +113,12 @@ def build_generator(
     backend: Backend = "auto",
     max_new_tokens: int = 256,
     dtype: torch.dtype = torch.float32,
+    max_images: int = 1,
 ) -> tuple[Generator, str]:
     """``(generator, backend used)`` for a model folder or a loaded ``(model, processor)`` pair.
 
     ``backend="auto"`` picks vLLM for a folder when :func:`vllm_available`, else Hugging Face.
+    ``max_images``: the most images a prompt holds (vLLM reserves room for them).
     """
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"backend must be one of ['auto', 'hf', 'vllm'], got {backend!r}")
@@ -122,7 +130,7 @@ def build_generator(
     if backend == "vllm" or (backend == "auto" and vllm_available()):
         if not vllm_available():
             raise ValueError("backend 'vllm' needs vLLM installed and a CUDA device; use backend 'hf'")
-        return VLLMGenerator(model, max_new_tokens=max_new_tokens), "vllm"
+        return VLLMGenerator(model, max_new_tokens=max_new_tokens, max_images=max_images), "vllm"
     from roma.models import load_model_and_processor
 
     loaded, processor = load_model_and_processor(model, dtype=dtype)

@@ -89,18 +89,24 @@ def conditions(settings: Sequence[str] = SETTINGS, levels: Sequence[int] = (MAIN
     return out
 
 
-def view_seed(seed: int, example_id: str, condition: Condition) -> int:
-    """The seed of one degraded view: a stable function of (run seed, example id, type, level)."""
+def view_seed(seed: int, example_id: str, condition: Condition, image_index: int = 0) -> int:
+    """The seed of one degraded view: a stable function of (run seed, example id, type, level), extended by
+    ``("image", j)`` for image ``j > 0`` of a prompt with several images."""
     from roma.degrade import derive_seed
 
-    return derive_seed(seed, example_id, condition.type, condition.level)
+    extra = () if image_index == 0 else ("image", image_index)
+    return derive_seed(seed, example_id, condition.type, condition.level, *extra)
 
 
-def make_view(image: Image.Image, condition: Condition, *, seed: int, example_id: str) -> tuple[Image.Image, dict]:
+def make_view(
+    image: Image.Image, condition: Condition, *, seed: int, example_id: str, image_index: int = 0
+) -> tuple[Image.Image, dict]:
     """``(RGB image of the input's size, logged parameters)`` of ``image`` under ``condition``.
 
     The parameters are sampled from ``np.random.default_rng(view_seed(...))`` and then applied, so the
-    result depends only on the image, the condition, ``seed`` and ``example_id``.
+    result depends only on the image, the condition, ``seed``, ``example_id`` and ``image_index`` (the
+    image's position in its prompt: every image of a prompt gets the condition's type, each its own
+    parameters and noise).
     """
     from roma.degrade import apply, sample_params, to_rgb
 
@@ -109,7 +115,7 @@ def make_view(image: Image.Image, condition: Condition, *, seed: int, example_id
         # views of an RGBA or palette image show the same picture.
         return Image.fromarray(to_rgb(image)), {}
 
-    rng = np.random.default_rng(view_seed(seed, example_id, condition))
+    rng = np.random.default_rng(view_seed(seed, example_id, condition, image_index))
     params = sample_params(condition.type, condition.level, rng)
     pixels = apply(image, condition.type, params)
     if pixels.shape[:2] != (image.height, image.width):

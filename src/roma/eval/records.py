@@ -1,8 +1,9 @@
 """Evaluation records: an append-only ``records.jsonl``, one line per example × condition, for resume.
 
 A record holds ``benchmark, id, task, setting, type, level, params, answer, answer_type, completion,
-extracted, correct, judge`` (and ``judge_error`` when an LLM verdict could not be read), stamped with
-``run`` (the digest of the run's identity: model, model fingerprint, generation settings) and ``row``
+extracted, correct, judge`` (and ``judge_error`` when an LLM verdict could not be read), and ``n_images``,
+the images of its row (``params`` is then a list of one dict per image when there are several), stamped
+with ``run`` (the digest of the run's identity: model, model fingerprint, generation settings) and ``row``
 (the digest of the example's content, :func:`roma.eval.runlock.row_digest`). Its key is
 ``(benchmark, id, setting, type, level)``: a resumed run reuses a record with that key only when both
 stamps match; other records are dropped (:func:`write_records`) and generated again.

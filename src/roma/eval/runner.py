@@ -30,7 +30,9 @@ import datasets as hf_datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from roma.data.benchmarks import decode_image, parse_data_arg, read_benchmark, resolve_benchmark
+from roma.data.benchmarks import parse_data_arg, read_benchmark, resolve_benchmark
+from roma.data.images import ImageError, check_image_fit, prepare_row_images, undecoded_column
+from roma.data.schema import unique_ids
 from roma.eval import official
 from roma.eval.generation import Backend, Generator, build_generator
 from roma.eval.judge import RuleJudge, Verdict
@@ -98,76 +100,99 @@ def load_eval_data(
     return EvalData(loaded.spec.name, loaded.dataset, skipped, loaded.meta, info)
 
 
-def _undecoded_images(dataset: hf_datasets.Dataset) -> hf_datasets.Dataset:
-    feature = dataset.features.get("image")
-    if isinstance(feature, hf_datasets.Image) and feature.decode:
-        enabled = hf_datasets.is_progress_bar_enabled()
-        hf_datasets.disable_progress_bars()
-        try:
-            return dataset.cast_column("image", hf_datasets.Image(decode=False))
-        finally:
-            if enabled:
-                hf_datasets.enable_progress_bars()
-    return dataset
-
-
 class View(NamedTuple):
-    """One work item ready for generation: the example, its condition, the sampled parameters, the image."""
+    """One work item ready for generation: the example, its condition, the sampled parameters (one dict per
+    image), the images of the prompt (RGB, in prompt order)."""
 
     example: dict[str, Any]
     condition: Condition
-    params: dict[str, Any]
-    image: Image.Image
+    params: list[dict[str, Any]]
+    images: list[Image.Image]
 
 
 class _Examples:
-    """A dataset's examples, each image decoded once (work is example-major) and broken ones skipped.
+    """A dataset's examples, each row's images prepared once (work is example-major) and broken rows skipped.
 
-    Skips are appended to ``skipped`` (``{"id", "reason"}``): an image that cannot be decoded skips the
-    example; a degradation that fails on an image skips that one view.
+    Ids are made unique first (a repeated id gets ``#2``, ``#3``, …: records and seeds are keyed by it).
+    Images go through :func:`roma.data.images.prepare_row_images` (decoded, upright, RGB, capped at the
+    processor's ``max_pixels``; padded with ``image_fit="pad"``). Skips are appended to ``skipped``
+    (``{"id", "reason"}``): a row without an image, with an image that cannot be decoded or converted, that
+    the processor would refuse, or whose prompt has another number of image placeholders skips the example;
+    a degradation that fails on an image skips that one view.
     """
 
-    def __init__(self, dataset: hf_datasets.Dataset, skipped: list[dict[str, str]]) -> None:
-        self.dataset, self.skipped = _undecoded_images(dataset), skipped
-        self.ids: list[str] = list(self.dataset["id"])
-        self._cached: tuple[int, dict[str, Any], Image.Image] | None = None
+    def __init__(
+        self, dataset: hf_datasets.Dataset, skipped: list[dict[str, str]], image_processor: Any = None,
+        image_fit: str = "reject",
+    ) -> None:
+        self.dataset, self.skipped = dataset, skipped
+        for column in ("image", "images"):
+            if column in dataset.column_names:
+                self.dataset = undecoded_column(self.dataset, column)
+        self.ids: list[str] = unique_ids([str(i) for i in self.dataset["id"]])
+        self.image_processor, self.image_fit = image_processor, image_fit
+        self._cached: tuple[int, dict[str, Any], list[Image.Image]] | None = None
         self._broken: set[int] = set()
 
     def digests(self) -> list[str]:
         """:func:`~roma.eval.runlock.row_digest` of every example, in order (images as stored, not decoded)."""
         return [row_digest(self.dataset[index]) for index in range(len(self.ids))]
 
-    def _load(self, index: int) -> tuple[dict[str, Any], Image.Image] | None:
+    def _load(self, index: int) -> tuple[dict[str, Any], list[Image.Image]] | None:
         if index in self._broken:
             return None
         if self._cached is None or self._cached[0] != index:
-            example = self.dataset[index]
-            decoded = decode_image(example["image"])
-            if decoded is None:
+            example = {**self.dataset[index], "id": self.ids[index]}
+            try:
+                images = prepare_row_images(example, self.image_processor, image_fit=self.image_fit)
+                placeholders = _image_placeholders(example["prompt"])
+                if placeholders != len(images):
+                    raise ImageError(f"the prompt has {placeholders} image placeholder(s) for {len(images)} image(s)")
+            except ImageError as error:
                 self._broken.add(index)
-                self.skipped.append({"id": example["id"], "reason": "missing or corrupt image"})
+                self.skipped.append({"id": example["id"], "reason": str(error)})
                 return None
-            self._cached = (index, example, decoded[0])
+            self._cached = (index, example, images)
         return self._cached[1], self._cached[2]
 
     def view(self, index: int, condition: Condition, *, seed: int) -> View | None:
         loaded = self._load(index)
         if loaded is None:
             return None
-        example, image = loaded
+        example, images = loaded
         try:
-            pixels, params = make_view(image, condition, seed=seed, example_id=example["id"])
+            made = [make_view(image, condition, seed=seed, example_id=example["id"], image_index=j)
+                    for j, image in enumerate(images)]
         except (ValueError, TypeError) as error:
             self.skipped.append({"id": example["id"], "reason": f"{condition.type} L{condition.level}: {error}"})
             return None
-        return View(example, condition, params, pixels)
+        return View(example, condition, [params for _, params in made], [pixels for pixels, _ in made])
+
+
+def _max_images(dataset: hf_datasets.Dataset) -> int:
+    """The most images a row of ``dataset`` holds (1 for an ``image`` column), from the Arrow list lengths."""
+    if "images" not in dataset.column_names:
+        return 1
+    import pyarrow.compute as pc
+
+    longest = pc.max(pc.list_value_length(dataset.data.column("images"))).as_py()
+    return max(1, int(longest or 1))
+
+
+def _image_placeholders(prompt: Any) -> int:
+    """The number of ``{"type": "image"}`` parts of a conversational prompt."""
+    return sum(
+        1 for message in prompt if isinstance(message.get("content"), list)
+        for part in message["content"] if isinstance(part, dict) and part.get("type") == "image"
+    )
 
 
 def _record(name: str, view: View, completion: str, verdict: Verdict) -> dict[str, Any]:
     example, condition = view.example, view.condition
     record = {
         "benchmark": name, "id": example["id"], "task": example["task"], "setting": condition.setting,
-        "type": condition.type, "level": condition.level, "params": view.params, "answer": example["answer"],
+        "type": condition.type, "level": condition.level, "n_images": len(view.images),
+        "params": view.params[0] if len(view.params) == 1 else view.params, "answer": example["answer"],
         "answer_type": example["answer_type"], "completion": completion, "extracted": verdict.extracted,
         "correct": bool(verdict.correct), "judge": verdict.judge,
     }
@@ -211,6 +236,7 @@ def evaluate(
     model_name: str | None = None,
     progress: bool = True,
     report: bool = True,
+    image_fit: str = "reject",
 ) -> dict[str, Any]:
     """Evaluate a model under the clean / seen / unseen protocol and return the summary.
 
@@ -234,6 +260,8 @@ def evaluate(
         model_name: label of the model in reports (default: the folder name).
         progress: show tqdm progress bars.
         report: also write ``report.md`` and the plots (needs ``out_dir``).
+        image_fit: an image the model's processor would refuse (Qwen-VL: aspect ratio above 200):
+            ``"reject"`` skips and lists its row, ``"pad"`` pads it with white until it is accepted.
 
     Returns:
         :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``data`` (per benchmark: where
@@ -254,6 +282,7 @@ def evaluate(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be an int >= 1 (or unset: every row), got {limit!r}; a run of 0 rows "
                          "measures nothing")
+    check_image_fit(image_fit)
     if not datasets:
         raise ValueError("give at least one dataset")
     if generator is None and model_or_path is None:
@@ -276,6 +305,7 @@ def evaluate(
             model_or_path, datasets, splits=split_list, settings=settings, levels=levels, limit=limit,
             batch_size=batch_size, out=out, seed=seed, max_new_tokens=max_new_tokens, judge=judge,
             generator=generator, backend=backend, model_name=model_name, progress=progress, report=report,
+            image_fit=image_fit,
         )
 
 
@@ -297,6 +327,7 @@ def _evaluate(
     model_name: str | None,
     progress: bool,
     report: bool,
+    image_fit: str,
 ) -> dict[str, Any]:
     """:func:`evaluate` once its arguments are checked and its output folder (if any) is locked."""
     judge = RuleJudge() if judge is None else judge
@@ -325,8 +356,13 @@ def _evaluate(
     done = {record_key(r): r for r in existing if r.get("run") == run_id}
     dropped = {"other_run": len(existing) - len(done), "changed_row": 0}
     if generator is None:
-        generator, config["backend"] = build_generator(model_or_path, backend=backend, max_new_tokens=max_new_tokens)
+        generator, config["backend"] = build_generator(
+            model_or_path, backend=backend, max_new_tokens=max_new_tokens,
+            max_images=max(_max_images(item.dataset) for item in data),
+        )
 
+    # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
+    image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
     results: list[dict[str, Any]] = []
     skipped: dict[str, list[dict[str, str]]] = {}
     stale: set[tuple[Any, ...]] = set()
@@ -334,7 +370,7 @@ def _evaluate(
     generated = reused = 0
     for item in data:
         skipped[item.name] = list(item.skipped)
-        examples = _Examples(item.dataset, skipped[item.name])
+        examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
         digests = examples.digests()
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
@@ -362,7 +398,8 @@ def _evaluate(
                 views = [(v, digests[i]) for v, i in ((examples.view(i, c, seed=seed), i) for i, c in chunk)
                          if v is not None]
                 if views:
-                    completions = generator([v.example["prompt"] for v, _ in views], [v.image for v, _ in views])
+                    images = [v.images[0] if len(v.images) == 1 else v.images for v, _ in views]
+                    completions = generator([v.example["prompt"] for v, _ in views], images)
                     if len(completions) != len(views):
                         raise RuntimeError(
                             f"the generator returned {len(completions)} completions for {len(views)} prompts"

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from trl import GRPOConfig
 
 from roma import losses
+from roma.data.images import ImageFit
 from roma.degrade import POOLS
 from roma.degrade.params import Level
 
@@ -18,6 +19,7 @@ Mode = Literal["roma", "grpo", "naive_aug"]
 ViewSampling = Literal["step", "example"]
 AuxRatioAnchor = Literal["clean", "view"]
 Pool = Literal["seen", "unseen", "imagenet-c", "geometric", "capture", "document", "all"]
+ViewImageTypes = Literal["shared", "independent"]
 # λ defaults per mode when left unset: the paper-style start of method.md §6 for ROMA, 0 otherwise.
 DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": (0.0, 0.0), "naive_aug": (0.0, 0.0)}
 # The roma.losses aggregation matching a TRL loss_type (see roma.losses' module docstring); other
@@ -187,6 +189,25 @@ class RomaConfig(GRPOConfig):
             "the vision tower runs G times less, and its gradient is the same sum. False runs the vision tower "
             "once per sequence, as TRL's clean pass does. Under ZeRO-3 / FSDP pass 2 always runs per sequence "
             "(every process must run the same forwards)."
+        ),
+    )
+    view_image_types: ViewImageTypes = field(
+        default="shared",
+        metadata=_help(
+            "Prompts with several images. 'shared': view k degrades every image of the prompt by view k's type, "
+            "with parameters and noise drawn per image, so a view is one degradation of the whole prompt and the "
+            "worst case picks a type. 'independent': image 0 takes the views' types as with 'shared', each other "
+            "image draws its own K distinct types (from the view seed and its position), so a view mixes types; "
+            "the per-view metrics are then named by view slot (view<k>). Prompts of one image: no difference."
+        ),
+    )
+    image_fit: ImageFit = field(
+        default="reject",
+        metadata=_help(
+            "An image the processor would refuse (Qwen-VL: aspect ratio above 200). 'reject': training refuses "
+            "the dataset before the first step, naming the rows. 'pad': pad the image with white on its short "
+            "side until the processor accepts it (roma.data.images.fit_for_processor), in the rollout and the "
+            "views alike."
         ),
     )
     roma_agg: losses.AggMode | None = field(

@@ -205,7 +205,8 @@ def view_logps_fn(
     completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (N, T)
     views = inputs["roma_view_pixel_values"]  # N tensors (K, rows_i, D)
     groups = inputs["roma_view_group"].tolist()  # (N,) samples of one group show the same views
-    image_grid_thw = inputs["image_grid_thw"]  # (N, 3): one image per sample
+    num_images = inputs.get("num_images") or [1] * len(views)  # (N,) n_i images per sample
+    sample_grids = torch.split(inputs["image_grid_thw"], list(num_images))  # N tensors (n_i, 3)
     per_token = {key: inputs[key] for key in ("token_type_ids", "mm_token_type_ids") if key in inputs}
 
     def view_logps(pairs: list[Pair]) -> torch.Tensor:
@@ -217,12 +218,13 @@ def view_logps_fn(
         attention_mask = torch.cat([prompt_mask[rows], completion_mask[rows, :length]], dim=1)
         extra = {key: value[rows, : prompt_ids.shape[1] + length] for key, value in per_token.items()}
         batch_size = view_batch_size or len({i for _, i in pairs})
+        grids = [sample_grids[i] for _, i in pairs]  # (M,) the (n_i, 3) grids of each pair's images
         if share_encoding:
-            images = [(k, groups[i]) for k, i in pairs]  # (M,) the distinct image each pair shows
+            images = [(k, groups[i]) for k, i in pairs]  # (M,) the distinct view each pair shows
             pixels = [views[i][k] for k, i in pairs]  # (M,) its (rows, D) pixel rows
             logps = shared_encoding_logps(
-                model, autocast, prepare_input, images, pixels, image_grid_thw[rows], input_ids, attention_mask,
-                length, batch_size, extra,
+                model, autocast, prepare_input, images, pixels, grids, input_ids, attention_mask, length,
+                batch_size, extra,
             )
         else:
             logps = per_token_logps(
@@ -231,8 +233,8 @@ def view_logps_fn(
                 length,
                 batch_size=batch_size,
                 pixel_values=prepare_input(torch.cat([views[i][k] for k, i in pairs])),
-                image_grid_thw=image_grid_thw[rows],
-                num_images=[1] * len(pairs),
+                image_grid_thw=torch.cat(grids),
+                num_images=[len(grid) for grid in grids],
                 **extra,
             )  # (M, T')
         return torch.nn.functional.pad(logps, (0, completion_mask.shape[1] - length))  # (M, T)
@@ -246,33 +248,38 @@ def shared_encoding_logps(
     prepare_input: Callable[[torch.Tensor], torch.Tensor],
     images: list[tuple[int, int]],
     pixels: list[torch.Tensor],
-    image_grid_thw: torch.Tensor,
+    image_grid_thw: list[torch.Tensor],
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     length: int,
     batch_size: int,
     extra: dict[str, torch.Tensor],
 ) -> torch.Tensor:
-    """(M, T') completion log-probs of M pairs (rows of ``input_ids`` (M, P + T'), grids ``image_grid_thw``
-    (M, 3)): the vision tower runs once over the distinct images — ``images[m]`` names pair m's image as
-    ``(view k, view group)``, ``pixels[m]`` holds its (rows, D) pixel rows — and each forward of
-    ``batch_size`` pairs reads their encodings from ``mm_encoder_outputs``, through TRL's fused LM head."""
-    image_index: dict[tuple[int, int], int] = {}  # (view k, view group) -> distinct image
+    """(M, T') completion log-probs of M pairs (rows of ``input_ids`` (M, P + T')): the vision tower runs once
+    over the distinct views — ``images[m]`` names pair m's view as ``(view k, view group)``, ``pixels[m]``
+    holds the (rows, D) pixel rows of its n_m images and ``image_grid_thw[m]`` their (n_m, 3) grids — and each
+    forward of ``batch_size`` pairs reads their images' encodings from ``mm_encoder_outputs``, through TRL's
+    fused LM head."""
+    view_index: dict[tuple[int, int], int] = {}  # (view k, view group) -> distinct view
     distinct: list[torch.Tensor] = []
     distinct_grids: list[torch.Tensor] = []
-    image_of: list[int] = []  # (M,) the distinct image of each pair
+    first_image: list[int] = []  # per distinct view: the position of its first image among all encoded images
+    images_of: list[list[int]] = []  # (M,) the encoded images of each pair, in prompt order
     for position, key in enumerate(images):
-        if key not in image_index:
-            image_index[key] = len(distinct)
+        if key not in view_index:
+            view_index[key] = len(distinct)
+            first_image.append(sum(len(grid) for grid in distinct_grids))
             distinct.append(pixels[position])
             distinct_grids.append(image_grid_thw[position])
-        image_of.append(image_index[key])
+        start = first_image[view_index[key]]
+        images_of.append(list(range(start, start + len(image_grid_thw[position]))))
+    grids = torch.cat(distinct_grids)  # (images, 3)
     with autocast():
-        encoded = model.get_image_features(prepare_input(torch.cat(distinct)), torch.stack(distinct_grids), return_dict=True)
-    if not isinstance(encoded.pooler_output, (tuple, list)) or len(encoded.pooler_output) != len(distinct):
+        encoded = model.get_image_features(prepare_input(torch.cat(distinct)), grids, return_dict=True)
+    if not isinstance(encoded.pooler_output, (tuple, list)) or len(encoded.pooler_output) != len(grids):
         raise RuntimeError(
             f"{type(model).__name__}.get_image_features returned no per-image pooler_output for "
-            f"{len(distinct)} images, so the views' encodings cannot be shared; set share_view_encoding=False"
+            f"{len(grids)} images, so the views' encodings cannot be shared; set share_view_encoding=False"
         )
     all_logps = []
     for start in range(0, len(images), batch_size):
@@ -284,8 +291,8 @@ def shared_encoding_logps(
             outputs = model(
                 input_ids=input_ids[start:end],
                 attention_mask=attention_mask[start:end],
-                image_grid_thw=image_grid_thw[start:end],
-                mm_encoder_outputs={"image": _select_images(encoded, image_of[start:end])},
+                image_grid_thw=torch.cat(image_grid_thw[start:end]),
+                mm_encoder_outputs={"image": _select_images(encoded, [d for m in images_of[start:end] for d in m])},
                 labels=labels,
                 fused_lm_head=True,
                 **chunk,

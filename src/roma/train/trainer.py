@@ -35,6 +35,7 @@ from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from roma import losses
+from roma.data import images
 from roma.train import pass2, views
 from roma.train.config import RomaConfig
 
@@ -83,7 +84,47 @@ class RomaTrainer(GRPOTrainer):
                     f"share_view_encoding=True passes the views' encodings to the model through mm_encoder_outputs, "
                     f"which {type(base).__name__}.forward does not take; set share_view_encoding=False"
                 )
+        self._check_train_images()
         self._step_seconds = {"prepare": 0.0, "loss": 0.0}
+
+    # ------------------------------------------------------------------------------------------
+    # Images: checked up front, prepared once per row for the rollout and the views alike
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def _image_processor(self) -> Any:
+        return getattr(self.processing_class, "image_processor", None) if self._is_vlm else None
+
+    def _check_train_images(self) -> None:
+        """``ValueError`` naming the training rows that cannot be used (:func:`roma.data.images.dataset_problems`:
+        repeated ids, rows without an image, unreadable images, images the processor refuses under
+        ``image_fit="reject"``), before the first step. A dataset without image columns is text-only GRPO."""
+        dataset = self.train_dataset
+        columns = getattr(dataset, "column_names", None) or []
+        if dataset is None or not self._is_vlm or not {"image", "images"} & set(columns):
+            return
+        problems = images.dataset_problems(dataset, self._image_processor, image_fit=self.args.image_fit)
+        if problems:
+            listed = "; ".join(f"{row!r}: {reason}" for row, reason in problems[:10])
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise ValueError(
+                f"{len(problems)} problem(s) with training rows: {listed}{more}; fix or drop these rows"
+                + ("" if self.args.image_fit == "pad" else " (image_fit='pad' pads the images the processor refuses)")
+            )
+
+    def _prepare_images(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows with their images through :func:`roma.data.images.prepare_row_images` (upright, RGB, capped
+        at the processor's ``max_pixels``, padded under ``image_fit="pad"``); rows without image columns as is."""
+        if not self._is_vlm or not inputs or not {"image", "images"} & set(inputs[0]):
+            return inputs
+        prepared = []
+        for example in inputs:
+            try:
+                rgb = images.prepare_row_images(example, self._image_processor, image_fit=self.args.image_fit)
+            except images.ImageError as error:
+                raise ValueError(f"training row {example.get('id', '?')!r}: {error}") from None
+            prepared.append(images.with_images(example, rgb))
+        return prepared
 
     # ------------------------------------------------------------------------------------------
     # Generation side: success mask, views, naive augmentation
@@ -92,6 +133,7 @@ class RomaTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         mode = "train" if self.model.training else "eval"
         start = time.perf_counter()
+        inputs = self._prepare_images(inputs)
         if self.args.mode == "naive_aug" and mode == "train":
             inputs = self._degrade_rollout_images(inputs)
         rollout_start = time.perf_counter()
@@ -106,12 +148,12 @@ class RomaTrainer(GRPOTrainer):
             local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
             output["roma_success"] = success[local]
         if self.args.roma_terms_on:
-            if output.get("num_images") is None or any(n != 1 for n in output["num_images"]):
+            if output.get("num_images") is None or any(n < 1 for n in output["num_images"]):
                 raise ValueError(
-                    f"ROMA degrades the prompt image, so every prompt needs exactly one image; got images per "
+                    f"ROMA degrades the prompt images, so every prompt needs at least one image; got images per "
                     f"prompt {output.get('num_images')}"
                 )
-            output.update(self._make_views(inputs, output["image_grid_thw"]))
+            output.update(self._make_views(inputs, output["image_grid_thw"], output["num_images"]))
         self._metrics[mode]["time/rollout"].append(rollout_end - rollout_start)
         self._metrics[mode]["time/views"].append(rollout_start - start + time.perf_counter() - rollout_end)
         return output
@@ -122,11 +164,13 @@ class RomaTrainer(GRPOTrainer):
         rewards = rewards_per_func[:, self._success_index]  # (N_global,)
         return torch.nan_to_num(rewards, nan=-math.inf) > self.args.correct_threshold
 
-    def _make_views(self, inputs: list[dict[str, Any]], image_grid_thw: torch.Tensor) -> dict[str, Any]:
+    def _make_views(
+        self, inputs: list[dict[str, Any]], image_grid_thw: torch.Tensor, num_images: list[int] | None = None
+    ) -> dict[str, Any]:
         """The per-sample ROMA entries of a local generation batch (:func:`roma.train.views.make_views`)."""
         return views.make_views(
             self.args, self.state.global_step, inputs, image_grid_thw, self.processing_class.image_processor,
-            self.accelerator.device,
+            self.accelerator.device, num_images,
         )
 
     def _degrade_rollout_images(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,7 +332,7 @@ class RomaTrainer(GRPOTrainer):
         per_view_kl = per_view_kl.view(-1, num_views).mean(0)  # (K,)
         counts = counts.view(-1, num_views).sum(0)  # (K,)
         share = counts / counts.sum().clamp(min=1)
-        if self.args.view_sampling == "step":  # view k is one type for the whole step
+        if self.args.view_sampling == "step" and self.args.view_image_types == "shared":  # view k: one type
             names = list(inputs["roma_view_types"][0])
         else:
             names = [f"view{k}" for k in range(num_views)]

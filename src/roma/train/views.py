@@ -3,9 +3,12 @@
 Pure functions of ``(args, step, examples, image processor)``: the same arguments give the same pixels on
 every process and after a resume. ``K`` degraded views of every prompt image, of ``K`` distinct seen types
 (drawn once per step and shared by the batch, ``view_sampling="step"``, or per image) with
-training-range parameters, seeded by ``derive_seed(view_seed, step, example id, view index, type)``. They
-are processed by the policy's image processor; a view must give the clean image's ``image_grid_thw``
-(same vision-token count, so the same token sequence), else ``RuntimeError``. They travel with their
+training-range parameters, seeded by ``derive_seed(view_seed, step, example id, view index, type)``. A
+prompt with several images: view k degrades each of them by its one type, with parameters and noise drawn
+per image (image ``j > 0`` from the seed extended by ``("image", j)``). Views reach the policy's image
+processor as RGB PIL images (never as arrays, whose channel axis a processor may guess wrong for a 3-px tall
+image); each view image must give its clean image's ``image_grid_thw`` (same vision-token count, so the same
+token sequence), else ``RuntimeError``. They travel with their
 sample through TRL's shuffle and split as per-sample entries (see :data:`ROMA_KEYS`).
 """
 
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from roma.data.images import row_images, with_images
 from roma.degrade import apply, derive_seed, sample_params, sample_views
 from roma.train.config import RomaConfig
 
@@ -22,14 +26,16 @@ from roma.train.config import RomaConfig
 # is the sample, so TRL's shuffle_sequence_dict / split_tensor_dict move them with their sample.
 ROMA_KEYS: tuple[str, ...] = (
     "roma_success",  # (N,) bool, m_i
-    "roma_view_pixel_values",  # N tensors (K, rows_i, D): the views of sample i's image, processed
+    "roma_view_pixel_values",  # N tensors (K, rows_i, D): the views of sample i's images, processed (rows of
+    # its n_i images, in order)
     "roma_view_group",  # (N,) long: samples with the same value show the same views (one prompt's G samples)
-    "roma_view_types",  # N tuples of K degradation type names
-    "roma_view_params",  # N tuples of K parameter dicts (replayable with roma.degrade.apply)
+    "roma_view_types",  # N tuples of K degradation type names ("a+b": per image, view_image_types="independent")
+    "roma_view_params",  # N tuples of K parameter dicts (replayable with roma.degrade.apply); for a prompt of
+    # several images, K tuples of one dict per image
     "roma_aux_view",  # (N,) long, the view j of the auxiliary policy gradient (§5)
 )
 
-View = tuple[str, dict[str, Any], np.ndarray]  # (type name, parameters, H×W×3 uint8 pixels)
+View = tuple[str, Any, Any]  # (type name, parameters, H×W×3 uint8 pixels); tuples of them per image for n > 1
 
 
 def step_view_plan(args: RomaConfig, step: int) -> tuple[list[str] | None, int | None]:
@@ -43,35 +49,84 @@ def step_view_plan(args: RomaConfig, step: int) -> tuple[list[str] | None, int |
 
 
 def degraded_views(
-    args: RomaConfig, image: Image.Image | np.ndarray, example_id: str, step: int, types: list[str] | None
+    args: RomaConfig, images: list[Image.Image], example_id: str, step: int, types: list[str] | None
 ) -> list[View]:
-    """K (type, params, pixels) views of one image: of the given types, or drawn for this example."""
+    """K views of a prompt's images: of the given types, or drawn for this example. View k degrades image 0
+    by its type; every other image ``j`` by the same type (``view_image_types="shared"``) or by the k-th of
+    its own K distinct types (``"independent"``, drawn from the view seed extended by ``("image", j)``). The
+    parameters and noise of image ``j > 0`` are drawn from the view's seed extended by ``("image", j)``, so
+    image 0 is degraded as a prompt's only image would be."""
     level = args.degradation_level
     if types is None:
         seed = derive_seed(args.view_seed, step, example_id)
-        views = sample_views(image, args.roma_views, seed=seed, pool=args.view_pool, level=level)
-        return [(view.name, view.params, view.image) for view in views]
+        first = sample_views(images[0], args.roma_views, seed=seed, pool=args.view_pool, level=level)
+        names = _image_types(args, [view.name for view in first], seed, len(images))
+        out = []
+        for k, view in enumerate(first):
+            params, pixels = [view.params], [view.image]
+            for j, image in enumerate(images[1:], start=1):
+                rng = np.random.default_rng(derive_seed(seed, "image", j, "view", k, names[j][k], level))
+                params.append(sample_params(names[j][k], level, rng))
+                pixels.append(apply(image, names[j][k], params[-1]))
+            out.append(_view([row[k] for row in names], params, pixels))
+        return out
+    names = _image_types(args, list(types), derive_seed(args.view_seed, step, example_id), len(images))
     out = []
-    for k, name in enumerate(types):
-        rng = np.random.default_rng(derive_seed(args.view_seed, step, example_id, k, name))
-        params = sample_params(name, level, rng)
-        out.append((name, params, apply(image, name, params)))
+    for k in range(len(types)):
+        params, pixels = [], []
+        for j, image in enumerate(images):
+            extra = () if j == 0 else ("image", j)
+            rng = np.random.default_rng(derive_seed(args.view_seed, step, example_id, k, names[j][k], *extra))
+            params.append(sample_params(names[j][k], level, rng))
+            pixels.append(apply(image, names[j][k], params[-1]))
+        out.append(_view([row[k] for row in names], params, pixels))
     return out
+
+
+def _image_types(args: RomaConfig, first: list[str], seed: int, num_images: int) -> list[list[str]]:
+    """(n, K) the type of view k for image j: ``first`` for image 0 and, with ``view_image_types="shared"``,
+    for every image; with ``"independent"`` image ``j > 0`` draws K distinct types of the pool."""
+    names = [first]
+    pool = args.view_pool
+    for j in range(1, num_images):
+        if args.view_image_types == "shared":
+            names.append(first)
+        else:
+            order = np.random.default_rng(derive_seed(seed, "image", j, "types")).permutation(len(pool))
+            names.append([pool[i] for i in order[: len(first)]])
+    return names
+
+
+def _view(names: list[str], params: list[dict[str, Any]], pixels: list[np.ndarray]) -> View:
+    """A view of one image as ``(name, params, pixels)``, of several as ``(name, (params, ...), (pixels, ...))``;
+    the name is the images' one type, or their types joined by ``+`` when they differ."""
+    name = names[0] if len(set(names)) == 1 else "+".join(names)
+    if len(pixels) == 1:
+        return name, params[0], pixels[0]
+    return name, tuple(params), tuple(pixels)
+
+
+def _view_images(view: View) -> list[Image.Image]:
+    """The degraded images of one view, as RGB PIL images (the processor never guesses a channel axis)."""
+    pixels = view[2] if isinstance(view[2], tuple) else (view[2],)
+    return [Image.fromarray(np.asarray(p, dtype=np.uint8), mode="RGB") for p in pixels]
 
 
 def process_views(image_processor: Any, views: list[View], clean_grid: torch.Tensor, example_id: str) -> torch.Tensor:
     """Run the views through the image processor: (K, rows, D) pixel rows, kept on the CPU until used.
 
-    ``clean_grid``: (3,) the clean image's ``image_grid_thw``; ``RuntimeError`` when a view's grid differs.
+    ``clean_grid``: (n, 3) — or (3,) for one image — the ``image_grid_thw`` of the prompt's n clean images;
+    ``rows`` is the sum of their rows, in image order. ``RuntimeError`` when a view's grid differs.
     """
-    processed = image_processor(images=[pixels for _, _, pixels in views], return_tensors="pt")
-    grids = processed["image_grid_thw"]  # (K, 3)
-    clean_grid = clean_grid.to(grids.device)
-    if not bool((grids == clean_grid).all()):
+    images = [image for view in views for image in _view_images(view)]  # K · n, view-major
+    processed = image_processor(images=images, return_tensors="pt")
+    grids = processed["image_grid_thw"]  # (K · n, 3)
+    clean_grid = clean_grid.to(grids.device).reshape(-1, 3).repeat(len(views), 1)  # (K · n, 3)
+    if grids.shape != clean_grid.shape or not bool((grids == clean_grid).all()):
         raise RuntimeError(
             f"the degraded views {[name for name, _, _ in views]} of example {example_id!r} have image_grid_thw "
-            f"{grids.tolist()}, the clean image {clean_grid.tolist()}: a view must keep the image's pixel size, "
-            "so that it has the same vision tokens"
+            f"{grids.tolist()}, the clean images {clean_grid[: len(images) // len(views)].tolist()}: a view must keep "
+            "the image's pixel size, so that it has the same vision tokens"
         )
     pixel_values = processed["pixel_values"]  # (K · rows, D)
     return pixel_values.view(len(views), -1, pixel_values.shape[-1])  # (K, rows, D)
@@ -84,21 +139,30 @@ def make_views(
     image_grid_thw: torch.Tensor,
     image_processor: Any,
     device: torch.device | str = "cpu",
+    num_images: list[int] | None = None,
 ) -> dict[str, Any]:
     """The per-sample ROMA entries (:data:`ROMA_KEYS` but the success mask) of a local generation batch.
 
-    ``examples``: the N dataset rows of the batch (a prompt's G samples repeat its row); ``image_grid_thw``:
-    (N, 3), the clean grid of each sample's single image. The samples of one example id share its views
-    (computed once) and its ``roma_view_group``, the position of the id's first sample in ``examples``.
+    ``examples``: the N dataset rows of the batch (a prompt's G samples repeat its row), images already
+    prepared (:func:`roma.data.images.prepare_row_images`); ``image_grid_thw``: (sum n_i, 3), the clean grids
+    of every sample's images in order; ``num_images``: (N,) n_i, the images of each sample (default: one
+    each). The samples of one example id share its views (computed once) and its ``roma_view_group``, the
+    position of the id's first sample in ``examples``.
     """
     types, step_aux_view = step_view_plan(args, step)
-    per_example: dict[str, tuple[torch.Tensor, tuple[str, ...], tuple[dict[str, Any], ...], int, int]] = {}
+    counts = [1] * len(examples) if num_images is None else list(num_images)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    per_example: dict[str, tuple[torch.Tensor, tuple[str, ...], tuple[Any, ...], int, int]] = {}
     entries = []
     for i, example in enumerate(examples):
         example_id = _example_id(example)
         if example_id not in per_example:
-            views = degraded_views(args, _example_image(example), example_id, step, types)
-            pixel_values = process_views(image_processor, views, image_grid_thw[i], example_id)  # (K, rows, D)
+            images = _example_images(example)
+            if len(images) != counts[i]:
+                raise ValueError(f"example {example_id!r} has {len(images)} images, its prompt {counts[i]}")
+            views = degraded_views(args, images, example_id, step, types)
+            clean_grid = image_grid_thw[offsets[i] : offsets[i + 1]]  # (n_i, 3)
+            pixel_values = process_views(image_processor, views, clean_grid, example_id)  # (K, rows, D)
             if step_aux_view is None:
                 aux_seed = derive_seed(args.view_seed, step, example_id, "aux")
                 aux_view = int(np.random.default_rng(aux_seed).integers(args.roma_views))
@@ -118,17 +182,19 @@ def make_views(
 
 
 def degrade_rollout_images(args: RomaConfig, step: int, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """naive_aug: each example's image replaced by one training-range view (shared by its G rollouts)."""
+    """naive_aug: each example's images replaced by one training-range view (shared by its G rollouts); every
+    image of a prompt by the view's type, image ``j > 0`` with parameters drawn from the seed and ``("image", j)``."""
     degraded = []
     for example in examples:
         example_id = _example_id(example)
         seed = derive_seed(args.view_seed, step, example_id, "naive_aug")
-        (view,) = sample_views(_example_image(example), 1, seed=seed, pool=args.view_pool, level=args.degradation_level)
-        image = Image.fromarray(view.image)
-        if "images" in example:
-            degraded.append({**example, "images": [image]})
-        else:
-            degraded.append({**example, "image": image})
+        images = _example_images(example)
+        (view,) = sample_views(images[0], 1, seed=seed, pool=args.view_pool, level=args.degradation_level)
+        pixels = [view.image]
+        for j, image in enumerate(images[1:], start=1):
+            rng = np.random.default_rng(derive_seed(seed, "image", j, "view", 0, view.name, args.degradation_level))
+            pixels.append(apply(image, view.name, sample_params(view.name, args.degradation_level, rng)))
+        degraded.append(with_images(example, [Image.fromarray(p) for p in pixels]))
     return degraded
 
 
@@ -142,16 +208,9 @@ def _example_id(example: dict[str, Any]) -> str:
     return str(example["id"])
 
 
-def _example_image(example: dict[str, Any]) -> Image.Image | np.ndarray:
-    """The single image of a dataset row (``image``, or a one-element ``images``)."""
-    if "images" in example:
-        images = example["images"]
-        if images is None or len(images) != 1:
-            raise ValueError(
-                f"ROMA degrades one image per prompt; example {example.get('id')!r} has "
-                f"{0 if images is None else len(images)} images"
-            )
-        return images[0]
-    if example.get("image") is None:
+def _example_images(example: dict[str, Any]) -> list[Image.Image | np.ndarray]:
+    """The images of a dataset row (``images``, or ``image``); ``ValueError`` naming the row without one."""
+    images = row_images(example)
+    if not images:
         raise ValueError(f"example {example.get('id')!r} has no image to degrade")
-    return example["image"]
+    return images
