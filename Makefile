@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed next to the CPU torch' if u.find_spec('torchvision') else 0)"
+	$(PY) src/roma/envcheck.py  # refuses only a torchvision that cannot work beside torch
 	touch $(STAMP)
 
 test: venv

@@ -130,3 +130,21 @@ def test_permanent_failure_is_a_clear_error():
 def test_bad_configuration():
     with pytest.raises(ValueError, match="judge url must start with http:// or https://"):
         OpenAIJudge("localhost:8000", "m")
+
+
+def test_extract_then_compare_protocol_never_shows_the_gold_answer():
+    script = [reply('{"extracted": "B"}'), reply('```json\n{"extracted": "A"}\n```'), reply('{"extracted": null}'),
+              reply("The answer is B.")]
+    with FakeServer(script) as server:
+        judge = OpenAIJudge(server.url, "Qwen2.5-72B-Instruct", protocol="extract")
+        verdicts = [judge(f"<think>…</think>\\boxed{{{i}}}", EXAMPLE) for i in range(4)]
+    assert judge.name == "openai-extract:Qwen2.5-72B-Instruct+rule"
+    # The LLM only extracts; roma.rewards.is_correct decides, as the rule judge does.
+    assert [(v.extracted, v.correct, v.error) for v in verdicts[:3]] == [("B", True, None), ("A", False, None),
+                                                                         (None, False, None)]
+    assert verdicts[3].correct is False and verdicts[3].error.startswith("no extraction in judge reply")
+    user = server.requests[0]["body"]["messages"][1]["content"]
+    assert "Gold answer" not in user and "Options:\nA. left\nB. right" in user and "\\boxed{0}" in user
+    assert server.requests[0]["body"]["messages"][0]["content"].startswith("You read answers")
+    with pytest.raises(ValueError, match=r"protocol must be one of \['judge', 'extract'\], got 'vote'"):
+        OpenAIJudge("http://localhost:1/v1", "m", protocol="vote")

@@ -180,7 +180,8 @@ def greedy_accuracy(
     try:
         completions: list[str] = []
         for start in range(0, len(prompts), batch_size):
-            completions += generator(prompts[start : start + batch_size], images[start : start + batch_size])
+            batch = generator(prompts[start : start + batch_size], images[start : start + batch_size])
+            completions += [completion.text for completion in batch]
     finally:
         model.train(was_training)
     judge = RuleJudge()

@@ -50,13 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="items per generate call (default 8)")
     parser.add_argument("--out", default="eval-out", help="output folder (default ./eval-out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degraded views (default 0)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="generation length limit (default: the model folder's roma train max_completion_length, "
+                             "else 2048, the GPU recipes' training length: shorter cuts chains of thought)")
     parser.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto",
-                        help="auto: vLLM when installed and a GPU is present (untested path), else transformers")
+                        help="auto: vLLM when installed (pip install -e '.[gpu]') and a GPU is present, else "
+                             "transformers (bfloat16 on CUDA, float32 on the CPU)")
+    parser.add_argument("--max-model-len", type=int,
+                        help="vLLM context length (default: 1024 prompt tokens + the image's tokens under --max-pixels "
+                             "+ --max-new-tokens; without --max-pixels, vLLM's default)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per model (default 1)")
+    parser.add_argument("--max-pixels", type=int,
+                        help="largest image area in pixels (processor and vLLM; default: the model's processor's)")
+    parser.add_argument("--min-pixels", type=int, help="smallest image area in pixels (default: the processor's)")
     parser.add_argument("--name", help="model label in the report (default: the folder name)")
     parser.add_argument("--judge", choices=("rule", "openai"), default="rule", help="answer judge (default rule)")
     parser.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--judge-model", help="judge model name, e.g. Qwen/Qwen2.5-72B-Instruct")
+    parser.add_argument("--judge-protocol", choices=("judge", "extract"), default="judge",
+                        help="openai judge: 'judge' (the LLM extracts and decides; the paper's, used for paper-style "
+                             "tables) or 'extract' (the LLM extracts, the rule judge compares; lmms-eval's MathVista)")
     parser.add_argument("--judge-api-key-env", help="environment variable holding the judge's API key")
     parser.add_argument("--judge-retries", type=int, default=5, help="retries of a failed judge request (default 5)")
     parser.add_argument("--image-fit", choices=("reject", "pad"), default="reject",
@@ -101,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             api_key = os.environ.get(args.judge_api_key_env)
             if not api_key:
                 parser.error(f"environment variable {args.judge_api_key_env} is not set")
-        judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=api_key, max_retries=args.judge_retries)
+        judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=api_key, max_retries=args.judge_retries,
+                            protocol=args.judge_protocol)
     else:
         if args.judge_url or args.judge_model or args.judge_api_key_env:
             parser.error("--judge-url / --judge-model / --judge-api-key-env need --judge openai")
@@ -112,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, out_dir=args.out, seed=args.seed, max_new_tokens=args.max_new_tokens,
             judge=judge, backend=args.backend, model_name=args.name, progress=not args.no_progress,
             image_fit=args.image_fit,
+            engine={"max_model_len": args.max_model_len, "tensor_parallel_size": args.tensor_parallel_size,
+                    "min_pixels": args.min_pixels, "max_pixels": args.max_pixels},
         )
     except JudgeUnavailableError as error:
         print(f"roma eval: {error}", file=sys.stderr)

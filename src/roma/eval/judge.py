@@ -7,8 +7,14 @@ schema (``prompt, answer, choices, answer_type, tolerance``).
   ``<think>`` block (:func:`roma.rewards.graded_answer`), and compares it with
   :func:`roma.rewards.is_correct` (choice letters, numbers within the example's relative tolerance,
   expressions, normalised text).
-- :class:`OpenAIJudge` asks a chat model (the paper used Qwen2.5-72B-Instruct) to extract the final
-  answer and judge it against the gold answer, replying with a JSON verdict. It speaks the
+- :class:`OpenAIJudge` asks a chat model (the paper used Qwen2.5-72B-Instruct) over one of two protocols:
+  ``protocol="judge"`` (default; the paper's: "Qwen2.5-72B-Instruct [...] to extract final answers from
+  model responses and assess their correctness against reference answers") — the LLM extracts the final
+  answer *and* decides, replying with a JSON verdict; ``protocol="extract"`` (lmms-eval's MathVista: the
+  LLM extracts only, code compares) — the LLM sees the question and the response but not the gold answer,
+  replies ``{"extracted": ...}``, and :func:`roma.rewards.is_correct` compares that answer as the rule judge
+  does. Paper-style tables use ``"judge"``; ``"extract"`` makes the decision reproducible and cannot be
+  swayed by the gold answer. It speaks the
   ``/chat/completions`` endpoint with the standard library (``urllib``); transport failures (refused
   connection, timeout, HTTP 429 / 5xx) are retried with exponential backoff, and when the retries
   run out :class:`JudgeUnavailableError` stops the run: the records finished so far stay on disk and
@@ -62,12 +68,17 @@ class RuleJudge:
     name = "rule"
 
     def __call__(self, completion: str, example: dict[str, Any]) -> Verdict:
-        from roma.rewards import graded_answer, is_correct
+        from roma.rewards import graded_answer
 
         choices = list(example.get("choices") or []) or None
-        extracted = graded_answer(
-            completion, example["answer"], answer_type=example.get("answer_type"), choices=choices
-        )
+        extracted = graded_answer(completion, example["answer"], answer_type=example.get("answer_type"), choices=choices)
+        return self.compare(extracted, example)
+
+    def compare(self, extracted: str | None, example: dict[str, Any], *, judge: str | None = None) -> Verdict:
+        """The verdict on an already extracted answer (``None``: none found → wrong), with the rule comparison."""
+        from roma.rewards import is_correct
+
+        choices = list(example.get("choices") or []) or None
         correct = extracted is not None and bool(
             is_correct(
                 extracted,
@@ -77,7 +88,7 @@ class RuleJudge:
                 tolerance=float(example.get("tolerance") or 0.0),
             )
         )
-        return Verdict(extracted, correct, self.name)
+        return Verdict(extracted, correct, judge or self.name)
 
 
 SYSTEM_PROMPT = (
@@ -91,16 +102,34 @@ SYSTEM_PROMPT = (
     'Reply with one JSON object and nothing else: {"extracted": <string or null>, "correct": <true or false>}'
 )
 
+EXTRACT_SYSTEM_PROMPT = (
+    "You read answers to visual reasoning questions. You are given the question and a model's response. "
+    "Extract the model's final answer: the content of the last \\boxed{} that comes after its </think> "
+    "reasoning block; if there is no \\boxed{}, the answer the response states last; if it gives none, null. "
+    "For multiple choice, give the option letter. For a number, give the number alone, without units. Do not "
+    "solve the question yourself and do not correct the answer. "
+    'Reply with one JSON object and nothing else: {"extracted": <string or null>}'
+)
+
+PROTOCOLS: tuple[str, ...] = ("judge", "extract")
+
 MAX_RESPONSE_CHARS = 8000
 """Longer completions are cut to their last this-many characters (the final answer is at the end)."""
 
 
-def judge_messages(completion: str, example: dict[str, Any]) -> list[dict[str, str]]:
-    """The chat messages sent to the LLM judge for one completion."""
+def judge_messages(completion: str, example: dict[str, Any], *, protocol: str = "judge") -> list[dict[str, str]]:
+    """The chat messages sent to the LLM judge for one completion (``protocol`` as :class:`OpenAIJudge`'s:
+    ``"extract"`` leaves the gold answer out)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
     lines = [f"Question:\n{user_text(example)}"]
     choices = list(example.get("choices") or [])
     if choices:
         lines.append(f"Options:\n{format_choices(choices)}")
+    response = completion if len(completion) <= MAX_RESPONSE_CHARS else "..." + completion[-MAX_RESPONSE_CHARS:]
+    if protocol == "extract":
+        lines.append(f"Model response:\n<<<\n{response}\n>>>")
+        return [{"role": "system", "content": EXTRACT_SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(lines)}]
     gold = example["answer"]
     if example.get("answer_type") == "choice" and choices:
         gold = f"{gold} ({choices[LETTERS.index(gold)]})"
@@ -108,7 +137,6 @@ def judge_messages(completion: str, example: dict[str, Any]) -> list[dict[str, s
     tolerance = float(example.get("tolerance") or 0.0)
     if example.get("answer_type") == "number" and tolerance > 0:
         lines.append(f"Relative tolerance for numbers: {tolerance:g}")
-    response = completion if len(completion) <= MAX_RESPONSE_CHARS else "..." + completion[-MAX_RESPONSE_CHARS:]
     lines.append(f"Model response:\n<<<\n{response}\n>>>")
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(lines)}]
 
@@ -148,6 +176,16 @@ def _json_objects(text: str) -> list[Any]:
                 except json.JSONDecodeError:
                     pass
     return found
+
+
+def parse_extraction(content: str) -> tuple[str | None] | None:
+    """``(extracted,)`` from an extraction reply (the last JSON object with an ``extracted`` key; JSON
+    ``null`` → ``(None,)``), or ``None`` if the reply holds no such object."""
+    for obj in reversed(_json_objects(content)):
+        if isinstance(obj, dict) and "extracted" in obj:
+            value = obj["extracted"]
+            return (None if value is None or str(value).strip().lower() in ("", "null", "none") else str(value),)
+    return None
 
 
 def parse_verdict(content: str) -> tuple[str | None, bool] | None:
@@ -192,8 +230,13 @@ class OpenAIJudge:
     """Reply length limit sent to the server."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     """How to wait between retries (injectable for tests)."""
+    protocol: str = "judge"
+    """``"judge"``: the LLM extracts and decides (the paper's); ``"extract"``: the LLM extracts, the rule
+    judge's :func:`roma.rewards.is_correct` decides (lmms-eval's MathVista). See the module docstring."""
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"judge url must start with http:// or https://, got {self.url!r}")
         if self.max_retries < 0 or self.backoff < 0:
@@ -203,7 +246,7 @@ class OpenAIJudge:
 
     @property
     def name(self) -> str:
-        return f"openai:{self.model}"
+        return f"openai:{self.model}" if self.protocol == "judge" else f"openai-extract:{self.model}+rule"
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
@@ -244,7 +287,12 @@ class OpenAIJudge:
         )
 
     def __call__(self, completion: str, example: dict[str, Any]) -> Verdict:
-        content = self.complete(judge_messages(completion, example))
+        content = self.complete(judge_messages(completion, example, protocol=self.protocol))
+        if self.protocol == "extract":
+            extraction = parse_extraction(content)
+            if extraction is None:
+                return Verdict(None, False, self.name, error=f"no extraction in judge reply: {content[:300]!r}")
+            return RuleJudge().compare(extraction[0], example, judge=self.name)
         parsed = parse_verdict(content)
         if parsed is None:
             return Verdict(None, False, self.name, error=f"no verdict in judge reply: {content[:300]!r}")

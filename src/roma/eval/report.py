@@ -121,6 +121,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if counts:
         lines += [f"{counts.get('records')} records ({counts.get('generated')} generated in this run, "
                   f"{counts.get('reused')} reused from an earlier one); {summary.get('seconds', '?')} s.", ""]
+    truncated = sum(summary.get("truncated", {}).values())
+    if truncated:
+        lines += [f"{truncated} completion(s) hit max_new_tokens ({config.get('max_new_tokens')}) and were cut "
+                  "(`truncated` in records.jsonl): a cut chain of thought has no final answer and scores wrong; "
+                  "per dataset: " + ", ".join(f"{k} {v}" for k, v in summary["truncated"].items() if v) + ".", ""]
     lines += [f"## Main results (Level {level})", ""]
     lines += main_table(summary, level)
     lines += ["", "Accuracy in %, ± one standard error. Seen / Unseen: macro-average over the types of the pool "

@@ -34,7 +34,7 @@ from roma.data.benchmarks import parse_data_arg, read_benchmark, resolve_benchma
 from roma.data.images import ImageError, check_image_fit, prepare_row_images, undecoded_column
 from roma.data.schema import unique_ids
 from roma.eval import official
-from roma.eval.generation import Backend, Generator, build_generator
+from roma.eval.generation import Backend, Completion, Generator, build_generator, training_length
 from roma.eval.judge import RuleJudge, Verdict
 from roma.eval.protocol import (
     MAIN_LEVEL,
@@ -187,14 +187,17 @@ def _image_placeholders(prompt: Any) -> int:
     )
 
 
-def _record(name: str, view: View, completion: str, verdict: Verdict) -> dict[str, Any]:
+def _record(name: str, view: View, completion: Completion, verdict: Verdict) -> dict[str, Any]:
     example, condition = view.example, view.condition
+    completion, finish_reason = completion
     record = {
         "benchmark": name, "id": example["id"], "task": example["task"], "setting": condition.setting,
         "type": condition.type, "level": condition.level, "n_images": len(view.images),
         "params": view.params[0] if len(view.params) == 1 else view.params, "answer": example["answer"],
         "answer_type": example["answer_type"], "completion": completion, "extracted": verdict.extracted,
         "correct": bool(verdict.correct), "judge": verdict.judge,
+        # "length": generation hit max_new_tokens (a cut chain of thought); None: the generator did not say.
+        "finish_reason": finish_reason, "truncated": finish_reason == "length",
     }
     if verdict.error is not None:
         record["judge_error"] = verdict.error
@@ -229,7 +232,7 @@ def evaluate(
     batch_size: int = 8,
     out_dir: str | Path | None = None,
     seed: int = 0,
-    max_new_tokens: int = 256,
+    max_new_tokens: int | None = None,
     judge: Any = None,
     generator: Generator | None = None,
     backend: Backend = "auto",
@@ -237,6 +240,7 @@ def evaluate(
     progress: bool = True,
     report: bool = True,
     image_fit: str = "reject",
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model under the clean / seen / unseen protocol and return the summary.
 
@@ -253,7 +257,8 @@ def evaluate(
         batch_size: (example × condition) items per ``generate`` call.
         out_dir: where records, summary and report go; ``None`` keeps everything in memory (no resume).
         seed: run seed; with the example id, type and level it fixes every degraded view.
-        max_new_tokens: generation length limit.
+        max_new_tokens: generation length limit; ``None``: the training length of the model folder
+            (:func:`~roma.eval.generation.training_length`: its ``roma train`` ``max_completion_length``, else 2048).
         judge: ``judge(completion, example) -> Verdict``; default :class:`~roma.eval.judge.RuleJudge`.
         generator: ``generator(prompts, images) -> completions``; default built from ``model_or_path``.
         backend: ``"auto"`` (vLLM if installed and a GPU is present, else Hugging Face), ``"hf"``, ``"vllm"``.
@@ -262,6 +267,8 @@ def evaluate(
         report: also write ``report.md`` and the plots (needs ``out_dir``).
         image_fit: an image the model's processor would refuse (Qwen-VL: aspect ratio above 200):
             ``"reject"`` skips and lists its row, ``"pad"`` pads it with white until it is accepted.
+        engine: further :func:`~roma.eval.generation.build_generator` arguments (``max_model_len``,
+            ``tensor_parallel_size``, ``min_pixels``, ``max_pixels``).
 
     Returns:
         :func:`~roma.eval.protocol.aggregate`'s summary plus ``config``, ``data`` (per benchmark: where
@@ -269,7 +276,8 @@ def evaluate(
         rows the loader could not use, images that could not be degraded), ``official`` (each
         benchmark's official metric, :func:`roma.eval.official.summarize`), ``judge_errors``, ``counts``
         (records generated now / reused from an earlier run / ``regenerated``: dropped because another run
-        identity wrote them or their row changed since) and ``versions``.
+        identity wrote them or their row changed since), ``truncated`` (completions cut at
+        ``max_new_tokens``, per dataset) and ``versions``.
 
     Raises:
         ValueError: before any model is loaded, for a bad argument, a model folder that does not exist, an
@@ -299,13 +307,15 @@ def evaluate(
         if isinstance(spec, str) and spec != SYNTHETIC:
             benchmark, source = parse_data_arg(spec)
             resolve_benchmark(source, benchmark)  # neither a benchmark nor a path: fails before any folder is made
+    if max_new_tokens is None:
+        max_new_tokens = training_length(model_or_path if isinstance(model_or_path, (str, Path)) else None)
     out = check_writable_dir(out_dir) if out_dir is not None else None
     with locked_out_dir(out) if out is not None else contextlib.nullcontext():
         return _evaluate(
             model_or_path, datasets, splits=split_list, settings=settings, levels=levels, limit=limit,
             batch_size=batch_size, out=out, seed=seed, max_new_tokens=max_new_tokens, judge=judge,
             generator=generator, backend=backend, model_name=model_name, progress=progress, report=report,
-            image_fit=image_fit,
+            image_fit=image_fit, engine=engine,
         )
 
 
@@ -328,6 +338,7 @@ def _evaluate(
     progress: bool,
     report: bool,
     image_fit: str,
+    engine: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """:func:`evaluate` once its arguments are checked and its output folder (if any) is locked."""
     judge = RuleJudge() if judge is None else judge
@@ -358,7 +369,7 @@ def _evaluate(
     if generator is None:
         generator, config["backend"] = build_generator(
             model_or_path, backend=backend, max_new_tokens=max_new_tokens,
-            max_images=max(_max_images(item.dataset) for item in data),
+            max_images=max(_max_images(item.dataset) for item in data), **(engine or {}),
         )
 
     # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
@@ -404,7 +415,8 @@ def _evaluate(
                         raise RuntimeError(
                             f"the generator returned {len(completions)} completions for {len(views)} prompts"
                         )
-                    records = [{**_record(item.name, v, completion, judge(completion, v.example)), "run": run_id,
+                    completions = [c if isinstance(c, Completion) else Completion(c, None) for c in completions]
+                    records = [{**_record(item.name, v, completion, judge(completion.text, v.example)), "run": run_id,
                                 "row": digest} for (v, digest), completion in zip(views, completions)]
                     if records_path is not None:
                         append_records(records_path, records)
@@ -426,6 +438,8 @@ def _evaluate(
         main_level=main_level_of(config["levels"]),
         skipped=skipped,
         judge_errors=judge_errors,
+        truncated={name: sum(1 for r in results if r["benchmark"] == name and r.get("truncated"))
+                   for name in skipped},
         counts={"records": len(results), "generated": generated, "reused": reused,
                 "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()},
                 "regenerated": dropped},

@@ -16,7 +16,7 @@ from roma.models.builder import (
     vision_token_ids,
 )
 from roma.models.chat_template import CHAT_TEMPLATE
-from roma.models.processor import Qwen3VLImageOnlyProcessor, register
+from roma.models.processor import Qwen3VLImageOnlyProcessor, apply_pixel_bounds, register
 
 __all__ = [
     "BUILD_INFO_FILE",
@@ -26,6 +26,7 @@ __all__ = [
     "VISION_SPECIAL_TOKENS",
     "Qwen3VLImageOnlyProcessor",
     "TinyQwen3VLSpec",
+    "apply_pixel_bounds",
     "build_tiny_qwen3vl",
     "load_model_and_processor",
     "register",

@@ -276,17 +276,25 @@ def make_image_processor(spec: TinyQwen3VLSpec) -> Qwen2VLImageProcessorPil:
     )
 
 
-def make_model(spec: TinyQwen3VLSpec, tokenizer: Qwen2Tokenizer, *, seed: int) -> Qwen3VLForConditionalGeneration:
+def make_model(
+    spec: TinyQwen3VLSpec, tokenizer: Qwen2Tokenizer, *, seed: int, vocab_size: int | None = None
+) -> Qwen3VLForConditionalGeneration:
     """A random-weight Qwen3-VL whose token ids match ``tokenizer``; weights drawn from ``seed``.
+
+    ``vocab_size``: rows of the embedding and the LM head (default ``len(tokenizer)``; released Qwen3-VL
+    checkpoints pad Qwen3's 151,669 tokens to 151,936). ``ValueError`` if smaller than the tokenizer.
 
     The weights come from torch's default generator seeded inside ``torch.random.fork_rng``, so the
     caller's global RNG state is left untouched.
     """
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    vocab_size = len(tokenizer) if vocab_size is None else vocab_size
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size ({vocab_size}) must be >= the tokenizer's {len(tokenizer)} tokens")
     grid_side = spec.image_size // spec.patch_size
     config = Qwen3VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size,
             "hidden_size": spec.text_hidden_size,
             "intermediate_size": spec.text_intermediate_size,
             "num_hidden_layers": spec.text_layers,
@@ -406,21 +414,27 @@ def build_tiny_qwen3vl(
 
 
 def load_model_and_processor(
-    path: str | Path, *, dtype: torch.dtype = torch.float32
+    path: str | Path, *, dtype: torch.dtype = torch.float32, device_map: str | dict[str, Any] | None = None
 ) -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
     """Load a Qwen3-VL folder (built here or released) as ``(model, processor)``, model in eval mode.
+
+    The processor pads on the **left** (its tokenizer too, whatever the folder says; released Qwen
+    tokenizers pad right): a batch then ends where generation starts, and TRL's ``get_rope_index`` reads
+    a batch mixing image sizes correctly. ``device_map`` is transformers' (``"cuda"``, ``"auto"``;
+    ``None`` keeps the model on the CPU).
 
     Raises ``TypeError`` if ``AutoProcessor`` does not give a Qwen3-VL processor (for instance a bare
     tokenizer), which would otherwise fail much later inside a trainer.
     """
     register()
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path, padding_side="left")
     if not isinstance(processor, Qwen3VLProcessor):
         raise TypeError(
             f"AutoProcessor.from_pretrained({str(path)!r}) gave a {type(processor).__name__}, not a Qwen3-VL "
             "processor; is it a Qwen3-VL folder with a processor_config.json?"
         )
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
     return model.eval(), processor
 
 

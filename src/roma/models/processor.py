@@ -24,9 +24,10 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import AutoProcessor, Qwen3VLConfig, Qwen3VLProcessor
+from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessorMixin
 
-__all__ = ["Qwen3VLImageOnlyProcessor", "register"]
+__all__ = ["Qwen3VLImageOnlyProcessor", "apply_pixel_bounds", "register"]
 
 
 class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
@@ -84,3 +85,30 @@ def register() -> None:
     (released checkpoints) still load that class: transformers resolves its own names first.
     """
     AutoProcessor.register(Qwen3VLConfig, Qwen3VLImageOnlyProcessor, exist_ok=True)
+
+
+def apply_pixel_bounds(processor: Any, *, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+    """Set the image area bounds (pixels) of a Qwen-VL processor's image processor, in place; return it.
+
+    The image processor resizes every image to sides that are multiples of ``patch_size · merge_size``
+    with an area in ``[min_pixels, max_pixels]`` (transformers' ``smart_resize``, aspect ratio kept), so
+    ``max_pixels`` caps an image at ``max_pixels / (patch_size · merge_size)²`` vision tokens. ``None``
+    keeps the current bound. ``ValueError`` for a bound < 1 or ``min_pixels > max_pixels``; ``TypeError``
+    for a processor without a Qwen-style ``image_processor.size`` (``shortest_edge`` / ``longest_edge``).
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None)
+    if size is None or "longest_edge" not in size or "shortest_edge" not in size:
+        raise TypeError(f"{type(processor).__name__} has no Qwen-VL image processor size (shortest/longest_edge)")
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+    low = size["shortest_edge"] if min_pixels is None else min_pixels
+    high = size["longest_edge"] if max_pixels is None else max_pixels
+    if low > high:
+        raise ValueError(f"min_pixels ({low}) must not exceed max_pixels ({high})")
+    image_processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+    for name, value in (("min_pixels", low), ("max_pixels", high)):  # older configs keep them as attributes too
+        if getattr(image_processor, name, None) is not None:
+            setattr(image_processor, name, value)
+    return processor

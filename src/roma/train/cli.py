@@ -297,6 +297,8 @@ def resolved_config(training_args: RomaConfig, model_args: Any, data_args: DataA
     without :data:`DERIVED_FIELDS`, so that the mapping is itself a valid recipe."""
     config = {**training_args.to_dict(), **asdict(model_args), **asdict(data_args)}
     config = {key: value for key, value in config.items() if key not in DERIVED_FIELDS}
+    if training_args.vllm_max_model_length_derived:  # re-derived from the recipe's lengths when it is reused
+        config["vllm_max_model_length"] = None
     return json.loads(json.dumps(config, default=str))
 
 

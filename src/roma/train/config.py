@@ -3,6 +3,7 @@
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +26,39 @@ DEFAULT_LAMBDAS: dict[str, tuple[float, float]] = {"roma": (0.05, 0.1), "grpo": 
 # The roma.losses aggregation matching a TRL loss_type (see roma.losses' module docstring); other
 # loss types aggregate the ROMA terms as a token mean over the micro-batch.
 AGG_BY_LOSS_TYPE: dict[str, str] = {"grpo": "sequence", "bnpo": "token", "dapo": "token", "dr_grpo": "fixed"}
+# Qwen3-VL's vision geometry: 16-pixel patches, 2 x 2 of them merged into one language-model token, so an
+# image of h x w pixels (after the processor's resize) costs h·w / 32² tokens, plus <|vision_start|> and
+# <|vision_end|> around them (transformers' Qwen3VLProcessor, docs/trainer.md "Sequence length").
+QWEN3VL_PATCH_SIZE, QWEN3VL_MERGE_SIZE, VISION_WRAPPER_TOKENS = 16, 2, 2
+
+
+def image_token_budget(max_pixels: int, *, patch_size: int = QWEN3VL_PATCH_SIZE, merge_size: int = QWEN3VL_MERGE_SIZE) -> int:
+    """Most language-model tokens one image can take when the processor caps it at ``max_pixels``.
+
+    The processor resizes an image to sides that are multiples of ``patch_size · merge_size`` with an area
+    of at most ``max_pixels`` (``smart_resize``), then emits one token per ``merge_size²`` patches:
+    ``⌊max_pixels / (patch_size · merge_size)²⌋`` tokens, plus the 2 vision start / end tokens.
+    ``ValueError`` for a non-positive value.
+    """
+    for name, value in (("max_pixels", max_pixels), ("patch_size", patch_size), ("merge_size", merge_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return max_pixels // (patch_size * merge_size) ** 2 + VISION_WRAPPER_TOKENS
+
+
+def derived_max_model_length(
+    *, max_pixels: int, images_per_prompt: int, prompt_text_tokens: int, max_completion_length: int
+) -> int:
+    """vLLM's context length for a run: the longest prompt plus the longest completion (tokens).
+
+    ``prompt_text_tokens + images_per_prompt · image_token_budget(max_pixels) + max_completion_length``;
+    e.g. the GPU recipes: 1024 + 1 · (1,048,576 / 32² + 2) + 2048 = 4,098.
+    """
+    for name, value in (("images_per_prompt", images_per_prompt), ("prompt_text_tokens", prompt_text_tokens),
+                        ("max_completion_length", max_completion_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return prompt_text_tokens + images_per_prompt * image_token_budget(max_pixels) + max_completion_length
 
 
 def _help(text: str) -> dict[str, Any]:
@@ -219,9 +253,57 @@ class RomaConfig(GRPOConfig):
         ),
     )
 
+    max_pixels: int | None = field(
+        default=None,
+        metadata=_help(
+            "Data side: the largest image area (pixels) the processor keeps; a larger image is scaled down "
+            "(aspect kept) to at most max_pixels / 32² vision tokens. Applied to the training processor, to the "
+            "views and to vLLM (mm_processor_kwargs), so rollouts and teacher-forced passes see the same tokens. "
+            "Unset: the model's processor default (Qwen3-VL: 16,777,216, i.e. up to 16,384 tokens per image). "
+            "Bounds memory (K processed views are kept per example) and sizes vllm_max_model_length."
+        ),
+    )
+    min_pixels: int | None = field(
+        default=None,
+        metadata=_help(
+            "Data side: the smallest image area (pixels); a smaller image (an icon) is scaled up. Unset: the "
+            "processor default (Qwen3-VL: 65,536)."
+        ),
+    )
+    images_per_prompt: int = field(
+        default=1,
+        metadata=_help("Most images in one prompt: vLLM's limit_mm_per_prompt and a factor of the derived length."),
+    )
+    prompt_text_tokens: int = field(
+        default=1024,
+        metadata=_help(
+            "Budget of a prompt's text tokens (chat template, system prompt, question, choices; images apart), "
+            "a term of the derived vllm_max_model_length."
+        ),
+    )
+
     def __post_init__(self) -> None:
         self._check_roma_options()
+        self._check_pixel_bounds()
         super().__post_init__()
+        # Set when vllm_max_model_length below comes from the lengths (roma.train.cli leaves it out of config.yaml).
+        self.vllm_max_model_length_derived = bool(
+            self.vllm_max_model_length is None and self.max_pixels is not None and self.max_completion_length
+        )
+        if self.vllm_max_model_length_derived:
+            self.vllm_max_model_length = derived_max_model_length(
+                max_pixels=self.max_pixels,
+                images_per_prompt=self.images_per_prompt,
+                prompt_text_tokens=self.prompt_text_tokens,
+                max_completion_length=self.max_completion_length,
+            )
+        if self.use_vllm and self.vllm_mode == "colocate" and self.vllm_max_model_length is None:
+            warnings.warn(
+                "use_vllm with neither vllm_max_model_length nor max_pixels: vLLM gets the model's full context "
+                "(Qwen3-VL: 262,144 tokens), whose KV cache may not fit vllm_gpu_memory_utilization; set max_pixels "
+                "(docs/trainer.md 'Sequence length')",
+                stacklevel=2,
+            )
         if self.roma_agg == "fixed" and self.max_completion_length is None:
             raise ValueError("roma_agg='fixed' divides by max_completion_length, which must then be set")
 
@@ -275,6 +357,25 @@ class RomaConfig(GRPOConfig):
             raise ValueError(f"share_view_encoding must be a bool, got {self.share_view_encoding!r}")
         if self.roma_agg is None:
             self.roma_agg = AGG_BY_LOSS_TYPE.get(self.loss_type, "token")
+
+    def _check_pixel_bounds(self) -> None:
+        for name in ("max_pixels", "min_pixels", "images_per_prompt", "prompt_text_tokens"):
+            value = getattr(self, name)
+            if value is None and name in ("max_pixels", "min_pixels"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1{' or None' if 'pixels' in name else ''}, got {value!r}")
+        factor = (QWEN3VL_PATCH_SIZE * QWEN3VL_MERGE_SIZE) ** 2
+        if self.max_pixels is not None and self.max_pixels < factor:
+            raise ValueError(f"max_pixels must be >= {factor} (one vision token, 32 x 32 pixels), got {self.max_pixels}")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+
+    @property
+    def pixel_bounds(self) -> dict[str, int]:
+        """The set bounds as an image processor's ``size`` (``shortest_edge`` / ``longest_edge`` = pixel areas)."""
+        size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        return {key: value for key, value in size.items() if value is not None}
 
     @property
     def roma_terms_on(self) -> bool:

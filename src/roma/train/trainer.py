@@ -36,8 +36,10 @@ from trl.models.utils import disable_gradient_checkpointing
 
 from roma import losses
 from roma.data import images
+from roma.models.processor import apply_pixel_bounds
 from roma.train import pass2, views
 from roma.train.config import RomaConfig
+from roma.train.vllm_kwargs import extra_llm_kwargs, vllm_engine_kwargs
 
 
 class RomaTrainer(GRPOTrainer):
@@ -63,7 +65,11 @@ class RomaTrainer(GRPOTrainer):
     def __init__(self, model: Any, reward_funcs: Any = None, args: RomaConfig | None = None, **kwargs: Any):
         if not isinstance(args, RomaConfig):
             raise TypeError(f"RomaTrainer needs args=RomaConfig(...), got {type(args).__name__}")
-        super().__init__(model, reward_funcs, args, **kwargs)
+        # The run's image bounds reach vLLM's processor as well as the trainer's (roma.train.vllm_kwargs).
+        with extra_llm_kwargs(vllm_engine_kwargs(args) if args.use_vllm and args.vllm_mode == "colocate" else {}):
+            super().__init__(model, reward_funcs, args, **kwargs)
+        if args.pixel_bounds:
+            apply_pixel_bounds(self.processing_class, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         if args.mode != "grpo" and not self._is_vlm:
             raise ValueError(f"mode={args.mode!r} degrades images, so it needs a vision-language processor")
         if args.success_reward in self.reward_func_names:
