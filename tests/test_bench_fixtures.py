@@ -112,7 +112,7 @@ def test_roma_eval_without_a_cached_copy_is_one_clean_line(tmp_path, monkeypatch
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    assert eval_main(["--model", "m", "--data", "mathvista", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert eval_main(["--model", str(tmp_path), "--data", "mathvista", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("roma eval: mathvista: 'AI4Math/MathVista' is not in the local Hugging Face cache")
     assert err.count("\n") == 1 and "Traceback" not in err

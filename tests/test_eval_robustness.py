@@ -141,7 +141,7 @@ def test_roma_report_with_a_reference(tmp_path, capsys):
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "summary.json").write_text((tmp_path / "base" / "summary.json").read_text())
     assert report_main([str(tmp_path / "roma"), "--out", str(tmp_path / "x"), "--reference", str(tmp_path / "bare")]) == 2
-    assert "records.jsonl does not exist" in capsys.readouterr().out
+    assert "records.jsonl does not exist" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_eval_runs_any_pool_and_reports_robustness(tmp_path):

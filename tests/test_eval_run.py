@@ -77,7 +77,8 @@ def test_same_pixels_for_every_model_and_batch_size(tiny, other_model, tmp_path)
     params = [[(r["id"], r["type"], r["params"]) for r in read_records(tmp_path / f"r{i}" / "records.jsonl")]
               for i in range(3)]
     assert params[0] == params[1] == params[2]
-    assert all(run["counts"] == {"records": 30, "generated": 30, "reused": 0, "skipped_examples": {"synthetic": 0}}
+    assert all(run["counts"] == {"records": 30, "generated": 30, "reused": 0, "skipped_examples": {"synthetic": 0},
+                                "regenerated": {"other_run": 0, "changed_row": 0}}
                for run in runs)
 
 
@@ -149,7 +150,8 @@ def test_llm_judge_in_a_run_keeps_records_when_the_judge_dies(tiny, tmp_path):
         summary = evaluate(None, ["synthetic"], limit=1, settings=("clean", "seen"), batch_size=4, generator=tiny,
                            judge=OpenAIJudge(server.url, "judge-model"), out_dir=out, progress=False, report=False)
     assert len(server.requests) == 1  # only the one missing record was judged
-    assert summary["counts"] == {"records": 5, "generated": 1, "reused": 4, "skipped_examples": {"synthetic": 0}}
+    assert summary["counts"] == {"records": 5, "generated": 1, "reused": 4, "skipped_examples": {"synthetic": 0},
+                                  "regenerated": {"other_run": 0, "changed_row": 0}}
     assert summary["average"]["clean"]["acc"] == 1.0
 
 
@@ -195,7 +197,7 @@ def test_cli_argument_errors(capsys, tmp_path):
     with pytest.raises(SystemExit):
         eval_main(["--model", "m", "--data", "synthetic", "--levels", "4"])
     out = tmp_path / "never"
-    assert eval_main(["--model", "m", "--data", "nonexistent-benchmark", "--out", str(out), "--no-progress"]) == 2
+    assert eval_main(["--model", str(tmp_path), "--data", "nonexistent-benchmark", "--out", str(out), "--no-progress"]) == 2
     assert not out.exists()
     assert "is neither a benchmark name" in capsys.readouterr().err
 

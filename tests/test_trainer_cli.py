@@ -189,3 +189,79 @@ def test_training_data_names_its_copy_and_never_reads_a_test_split(tmp_path):
         load_train_dataset(DataArguments(dataset_name=f"mmrl30k={shard}"))  # a file of the test split
     with pytest.raises(ValueError, match="mathvista: split 'testmini' is held out for evaluation"):
         load_train_dataset(DataArguments(dataset_name="mathvista"))
+
+
+# ------------------------------------------------------------------ bad settings fail before any model loads
+
+
+def _recipe(tmp_path, text: str) -> str:
+    path = tmp_path / "recipe.yaml"
+    path.write_text("use_cpu: true\nbf16: false\nmodel_name_or_path: runs/none\noutput_dir: " + str(tmp_path / "out")
+                    + "\n" + text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_steps: 2.5\n", "max_steps must be an int, got 2.5 (float)"),
+        ("learning_rate: true\n", "learning_rate must be a float, got True (bool)"),
+        ("max_steps: 2\nlambda_kl: 0.1\nmax_steps: 3\n", "key 'max_steps' is repeated (lines 5 and 7)"),
+        ("dataset_size: 0\n", "dataset_size must be an int >= 1 (or unset), got 0"),
+        ("num_train_epochs: 0\n", "max_steps=-1 and num_train_epochs=0 train 0 steps"),
+    ],
+)
+def test_recipe_errors_name_the_key(tmp_path, capsys, text, message):
+    assert main(["--config", _recipe(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("roma train: ")
+
+
+def _checkpoint(folder, step, *, complete=True):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def test_resume_last_skips_incomplete_checkpoints(tmp_path):
+    from roma.train.cli import resolve_checkpoint
+
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 12, complete=False)  # killed before trainer_state.json
+    (_checkpoint(tmp_path, 14) / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    notes = []
+    assert resolve_checkpoint("last", str(tmp_path), log=notes.append) == str(tmp_path / "checkpoint-10")
+    assert notes == ["roma train: skipped incomplete checkpoint(s) checkpoint-14, checkpoint-12 (no readable "
+                     "trainer_state.json: a save was interrupted); resuming from checkpoint-10"]
+    with pytest.raises(ValueError, match="checkpoint-12' is incomplete"):
+        resolve_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path))
+    empty = tmp_path / "only-broken"
+    _checkpoint(empty, 4, complete=False)
+    with pytest.raises(ValueError, match=r"holds no complete checkpoint-\* folder \(incomplete, no readable "
+                                         r"trainer_state.json: checkpoint-4\)"):
+        resolve_checkpoint("last", str(empty))
+
+
+def test_unwritable_output_dir_fails_up_front(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    recipe = _recipe(tmp_path, "build_tiny_model: true\n")
+    assert main(["--config", recipe, "--output_dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roma train: output_dir ") and "file.txt/out' is not writable" in err
+    assert not (tmp_path / "runs").exists()  # nothing built
+
+
+def test_a_training_file_without_rows_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("")
+    recipe = _recipe(tmp_path, f"dataset_name: mmrl30k={empty}\nbuild_tiny_model: true\n")
+    assert main(["--config", recipe]) == 2
+    err = capsys.readouterr().err
+    assert err == f"roma train: mmrl30k (train split of {empty}): read 0 rows (an empty file or split), so there is no " \
+                  "row to use\n"
+    assert not (tmp_path / "runs").exists()  # no model built

@@ -40,6 +40,7 @@ import torch
 from transformers import TrainerCallback
 
 from roma.data.synthetic import FAMILIES, load_split
+from roma.preflight import check_field_types, check_writable_dir, load_yaml_mapping
 from roma.provenance import run_info
 
 
@@ -118,6 +119,9 @@ class SFTRunConfig:
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every this many steps."})
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed}")
         unknown = [f for f in self.families if f not in FAMILIES]
         if not self.families or unknown:
             raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {self.families}")
@@ -449,7 +453,8 @@ def _test_metrics(config: SFTRunConfig, model: Any, processor: Any, timings: dic
 
 
 def parse_config(argv: Sequence[str] | None = None) -> SFTRunConfig:
-    """``--config file.yaml`` then ``--key value`` flags over :class:`SFTRunConfig`; unknown keys raise ``ValueError``."""
+    """``--config file.yaml`` then ``--key value`` flags over :class:`SFTRunConfig`; unknown or repeated keys and
+    values of the wrong type raise ``ValueError``."""
     from trl import TrlParser
 
     parser = TrlParser(
@@ -457,13 +462,17 @@ def parse_config(argv: Sequence[str] | None = None) -> SFTRunConfig:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,  # --max_step must be an error, not --max_steps
     )
-    (config,) = parser.parse_args_and_config(args=list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        load_yaml_mapping(args[args.index("--config") + 1])  # a repeated key or invalid YAML: ValueError
+    (config,) = parser.parse_args_and_config(args=args)
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
+        check_writable_dir(config.output_dir, what="output_dir")
     except ValueError as err:
         print(f"roma sft: {err}", file=sys.stderr)
         return 2

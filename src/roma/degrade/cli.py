@@ -19,6 +19,7 @@ from roma.data.images import ImageError, prepare_image
 from roma.degrade.grid import render_grid
 from roma.degrade.params import ALL_TYPES, POOLS, expand_pools
 from roma.degrade.sample import sample_chart
+from roma.preflight import check_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     types = list(expand_pools([*(args.types or []), *(args.pool or [])] or ["seen", "unseen"]))
     levels = sorted(set(args.levels))
 
+    try:
+        check_writable_dir(args.out.parent, what="output folder")
+    except ValueError as err:
+        print(f"roma degrade: {err}", file=sys.stderr)
+        return 2
     if args.image is None:
         image, source = sample_chart(), "built-in sample chart"
     else:
@@ -69,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roma degrade: {err}", file=sys.stderr)
         return 2
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(args.out)
+    try:
+        Image.fromarray(grid).save(args.out)
+    except (OSError, ValueError) as err:  # e.g. an unknown file extension, a full disk
+        print(f"roma degrade: cannot write {str(args.out)!r}: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     print(f"{source}: {len(types)} types × levels {levels} -> {args.out} ({grid.shape[1]}×{grid.shape[0]} px)")
     for cell in cells:
         print(f"  {cell.name:<15} level {cell.level}  PSNR {cell.psnr:5.1f} dB  {cell.params}")

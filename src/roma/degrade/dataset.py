@@ -45,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from roma.data.images import prepare_image
 from roma.degrade.api import apply, derive_seed
 from roma.degrade.params import ALL_TYPES, POOLS, check_level, check_type, expand_pools, sample_params
+from roma.preflight import check_writable_dir
 
 Format = Literal["hf", "parquet", "tsv"]
 _BROKEN = (OSError, UnidentifiedImageError, ValueError, TypeError)
@@ -322,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--limit must be >= 1, got {args.limit}")
     types = list(expand_pools([*(args.types or []), *(args.pool or [])] or ["unseen"]))
     try:
+        detect_format(args.src)  # a missing or unknown source first, then the output folder, then the work
+        check_writable_dir(args.out)
         result = degrade_dataset(args.src, args.out, types=types, levels=sorted(set(args.levels)), seed=args.seed,
                                  limit=args.limit)  # fmt: skip
     except (FileNotFoundError, ValueError) as error:

@@ -299,16 +299,15 @@ def merge_config(base: dict[str, Any], update: dict[str, Any], *, source: str) -
 def build_config(*, quick: bool = False, config_file: str | Path | None = None,
                  overrides: dict[str, Any] | None = None) -> DemoConfig:
     """Defaults, then :data:`QUICK` (``quick``), then the YAML file, then ``overrides`` (the CLI flags);
-    every stage's settings are then resolved at once (:func:`check_stage_configs`)."""
-    import yaml
+    every stage's settings are then resolved at once (:func:`check_stage_configs`). A key repeated in the
+    YAML file is an error."""
+    from roma.preflight import load_yaml_mapping
 
     values = asdict(DemoConfig())
     if quick:
         values = merge_config(values, QUICK, source="--quick")
     if config_file is not None:
-        loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping of demo settings, got {type(loaded).__name__}")
+        loaded = load_yaml_mapping(config_file)
         values = merge_config(values, loaded, source=str(config_file))
     if overrides:
         values = merge_config(values, overrides, source="command line")
@@ -345,11 +344,12 @@ def train_recipe(config: DemoConfig, variant: Variant, seed: int, *, base_model:
 def check_stage_configs(config: DemoConfig) -> None:
     """Resolve every stage's settings against the real configuration classes now, not when the stage
     runs: the model spec (TinyQwen3VLSpec), the SFT settings (SFTRunConfig) and the RL recipe of every
-    trained variant (parsed as ``roma train --config`` parses it, with its dataset and reward checks).
-    ``ValueError`` naming the block or the variant and the bad key or value."""
+    trained variant (parsed as ``roma train --config`` parses it, with its dataset, reward and budget checks;
+    the ``roma`` block too when no ``roma*`` variant is chosen). ``ValueError`` naming the block or the
+    variant and the bad key or value."""
     from roma.models import TinyQwen3VLSpec
     from roma.sft import SFTRunConfig
-    from roma.train.cli import check_data_args, parse_recipe, reward_functions
+    from roma.train.cli import check_budget, check_data_args, parse_recipe, reward_functions
 
     root = Path(config.out)
     for block, build in (("model_spec", lambda: TinyQwen3VLSpec(**config.model_spec)),
@@ -358,17 +358,19 @@ def check_stage_configs(config: DemoConfig) -> None:
             build()
         except (TypeError, ValueError) as error:
             raise ValueError(f"{block}: {error}") from error
-    for variant in (parse_variant(v) for v in config.variants):
-        if not variant.trained:
-            continue
+    checks = [(v, f"variant {v.label!r}") for v in map(parse_variant, config.variants) if v.trained]
+    if not any(VARIANTS[v.name].uses_roma for v, _ in checks):  # the roma block, even when no variant reads it
+        checks.append((parse_variant("roma"), "the roma block"))
+    for variant, where in checks:
         recipe = train_recipe(config, variant, 0, base_model=root / "sft" / "model",
                               out_dir=root / "train" / variant.slug / "seed0")
         try:
-            _, _, data_args = parse_recipe(recipe)
+            training_args, _, data_args = parse_recipe(recipe)
             check_data_args(data_args)
+            check_budget(training_args)
             reward_functions(data_args.reward_funcs)
         except ValueError as error:
-            raise ValueError(f"variant {variant.label!r}: {error}") from error
+            raise ValueError(f"{where}: {error}") from error
 
 
 

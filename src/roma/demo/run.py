@@ -68,6 +68,7 @@ from roma.demo.stages import (
     run_sft_stage,
     run_train,
 )
+from roma.preflight import check_writable_dir
 
 
 def count_stages(config: DemoConfig) -> int:
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(quick=args.quick, config_file=args.config,
                               overrides={k: v for k, v in flags.items() if v is not None})
+        check_writable_dir(config.out)
     except (ValueError, TypeError, OSError) as error:
         print(f"roma demo: {error}", file=sys.stderr)
         return 2

@@ -5,7 +5,8 @@ Example::
     roma eval --model runs/roma/final --data synthetic mathvista chartqa=./copies/ChartQA-M4 --levels 3 --out evals/roma
 
 An interrupted run resumes when the same command is run again (finished records are kept in
-``OUT/records.jsonl``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
+``OUT/records.jsonl``; a record is reused only for the same model weights and settings and an unchanged
+row, and one run at a time holds ``OUT``). With ``--judge openai --judge-url http://host:8000/v1 --judge-model M`` an LLM
 over an OpenAI-compatible API extracts and judges the answers instead of the rule judge; its API key,
 if any, is read from the environment variable named by ``--judge-api-key-env``.
 """
@@ -78,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console_notes(summary: dict, out: str) -> list[str]:
+    """What the console must say besides the scores: rows skipped, records regenerated on a resume."""
+    counts = summary.get("counts", {})
+    notes = []
+    regenerated = counts.get("regenerated", {})
+    if regenerated.get("changed_row"):
+        notes.append(f"{regenerated['changed_row']} record(s) generated again: their rows changed since they were "
+                     "written")
+    if regenerated.get("other_run"):
+        notes.append(f"{regenerated['other_run']} record(s) of an earlier run without this run's identity dropped "
+                     "and generated again")
+    skipped = sum(counts.get("skipped_examples", {}).values())
+    if skipped:
+        notes.append(f"{skipped} row(s) skipped (see {out}/report.md and {out}/summary.json)")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -119,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from roma.eval.report import main_level, pct
 
+    for line in console_notes(summary, args.out):
+        print(line)
     level = main_level(summary)
     avg = summary["average"]
     lv = avg["levels"].get(level, {})

@@ -2,8 +2,11 @@
 
 A record holds ``benchmark, id, task, setting, type, level, params, answer, answer_type, completion,
 extracted, correct, judge`` (and ``judge_error`` when an LLM verdict could not be read), and ``n_images``,
-the images of its row (``params`` is then a list of one dict per image when there are several). Its key is
-``(benchmark, id, setting, type, level)``: a resumed run skips every key already in the file.
+the images of its row (``params`` is then a list of one dict per image when there are several), stamped
+with ``run`` (the digest of the run's identity: model, model fingerprint, generation settings) and ``row``
+(the digest of the example's content, :func:`roma.eval.runlock.row_digest`). Its key is
+``(benchmark, id, setting, type, level)``: a resumed run reuses a record with that key only when both
+stamps match; other records are dropped (:func:`write_records`) and generated again.
 
 Records are appended a batch at a time and flushed to disk (``fsync``) before the next batch starts,
 so an interrupted run loses at most the batch in flight. If the process died in the middle of a line,
@@ -90,4 +93,17 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
         handle.write("".join(lines))
         handle.flush()
         os.fsync(handle.fileno())
+    return len(lines)
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Replace the file with ``records`` (written to a temporary file, synced, then renamed); return the count."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
     return len(lines)

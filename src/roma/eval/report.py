@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -384,10 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="run to normalise by: adds mCE, relative mCE and paired bootstrap Δ intervals per run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     args = parser.parse_args(argv)
+    from roma.preflight import check_writable_dir
+
     try:
+        check_writable_dir(args.out)
         paths = compare(args.runs, args.out, names=args.names, reference=args.reference, seed=args.seed)
     except (FileNotFoundError, ValueError) as error:
-        print(f"roma report: {error}")
+        print(f"roma report: {error}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)

@@ -3,10 +3,12 @@
 For each dataset, every example is scored under every condition of :func:`roma.eval.protocol.conditions`
 (clean, and each seen / unseen degradation type at each level). Work runs in batches of
 ``batch_size`` (example × condition) items; each batch's records are appended to
-``<out_dir>/records.jsonl`` before the next one starts, and a rerun with the same ``out_dir`` skips
-every record already there. The degraded image of an item depends only on ``(seed, example id,
-type, level)``, never on the model, the batch or the order, so different models are compared on
-identical pixels.
+``<out_dir>/records.jsonl`` before the next one starts, and a rerun with the same ``out_dir`` reuses
+every record already there that the same run identity wrote for an unchanged row (records are stamped
+with both, :mod:`roma.eval.runlock`); a record of a changed row is generated again. A run holds an
+exclusive lock on ``out_dir``: a second run into it fails at once. The degraded image of an item
+depends only on ``(seed, example id, type, level)``, never on the model, the batch or the order, so
+different models are compared on identical pixels.
 
 Outputs in ``out_dir``: ``run.json`` (the resolved configuration), ``records.jsonl``,
 ``summary.json`` (:func:`roma.eval.protocol.aggregate` plus bookkeeping) and, with ``report=True``,
@@ -15,6 +17,7 @@ Outputs in ``out_dir``: ``run.json`` (the resolved configuration), ``records.jso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -27,7 +30,7 @@ import datasets as hf_datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from roma.data.benchmarks import parse_data_arg, read_benchmark
+from roma.data.benchmarks import parse_data_arg, read_benchmark, resolve_benchmark
 from roma.data.images import ImageError, check_image_fit, prepare_row_images, undecoded_column
 from roma.data.schema import unique_ids
 from roma.eval import official
@@ -42,16 +45,20 @@ from roma.eval.protocol import (
     main_level_of,
     make_view,
 )
-from roma.eval.records import append_records, read_records, record_key
+from roma.eval.records import append_records, read_records, record_key, write_records
 from roma.eval.robustness import robustness_summary
+from roma.eval.runlock import identity_digest, locked_out_dir, model_fingerprint, row_digest
+from roma.preflight import check_model_folder, check_writable_dir
 from roma.provenance import provenance
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_DEFAULT_N = 500
 """Examples of the synthetic test split when no ``limit`` is given (about ±2 points of standard error)."""
 
-RESUME_KEYS: tuple[str, ...] = ("model", "seed", "max_new_tokens", "judge")
-"""Configuration that must match for a run to resume into an existing ``records.jsonl``."""
+RESUME_KEYS: tuple[str, ...] = ("model", "model_hash", "seed", "max_new_tokens", "judge")
+"""The run's identity: what must match for a run to resume into an existing ``records.jsonl``. Its digest
+is stamped on every record (``run``); ``model_hash`` is :func:`roma.eval.runlock.model_fingerprint` of a
+model folder (``None`` for a model given in memory or a bare generator)."""
 
 
 @dataclass
@@ -127,6 +134,10 @@ class _Examples:
         self._cached: tuple[int, dict[str, Any], list[Image.Image]] | None = None
         self._broken: set[int] = set()
 
+    def digests(self) -> list[str]:
+        """:func:`~roma.eval.runlock.row_digest` of every example, in order (images as stored, not decoded)."""
+        return [row_digest(self.dataset[index]) for index in range(len(self.ids))]
+
     def _load(self, index: int) -> tuple[dict[str, Any], list[Image.Image]] | None:
         if index in self._broken:
             return None
@@ -194,11 +205,13 @@ def _record(name: str, view: View, completion: Completion, verdict: Verdict) -> 
 
 
 def _check_resume(out_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse to append to records made with a different model, seed, generation length or judge."""
+    """Refuse to append to records made with a different model (path or weights), seed, generation length or
+    judge. A ``run.json`` written before a key existed is not compared on it (its unstamped records are
+    generated again anyway)."""
     run_file = out_dir / "run.json"
     if run_file.exists():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
-        changed = {k: (previous.get(k), config[k]) for k in RESUME_KEYS if previous.get(k) != config[k]}
+        changed = {k: (previous[k], config[k]) for k in RESUME_KEYS if k in previous and previous[k] != config[k]}
         if changed and (out_dir / "records.jsonl").exists():
             raise ValueError(
                 f"{out_dir} holds records of a different run ({changed} as (before, now)); resuming would mix "
@@ -240,7 +253,7 @@ def evaluate(
             benchmark's default split).
         settings: subset of ``("clean", "seen", "unseen")``.
         levels: degradation levels (subset of 1, 2, 3); the paper's main results use 3.
-        limit: first ``limit`` examples of each dataset (synthetic: its size, default 500).
+        limit: first ``limit`` (>= 1) examples of each dataset (synthetic: its size, default 500).
         batch_size: (example × condition) items per ``generate`` call.
         out_dir: where records, summary and report go; ``None`` keeps everything in memory (no resume).
         seed: run seed; with the example id, type and level it fixes every degraded view.
@@ -262,43 +275,98 @@ def evaluate(
         it was read from, its split, rows read and loaded), ``skipped`` (``{"id", "reason"}`` per dataset:
         rows the loader could not use, images that could not be degraded), ``official`` (each
         benchmark's official metric, :func:`roma.eval.official.summarize`), ``judge_errors``, ``counts``
-        (records generated now / reused from an earlier run), ``truncated`` (completions cut at
+        (records generated now / reused from an earlier run / ``regenerated``: dropped because another run
+        identity wrote them or their row changed since), ``truncated`` (completions cut at
         ``max_new_tokens``, per dataset) and ``versions``.
+
+    Raises:
+        ValueError: before any model is loaded, for a bad argument, a model folder that does not exist, an
+            output folder that cannot be written or is in use by another run (:class:`~roma.eval.runlock.
+            OutDirLockedError`), a dataset without a usable row, or an ``out_dir`` holding another model's
+            records; after generation, when every row was skipped.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be an int >= 1 (or unset: every row), got {limit!r}; a run of 0 rows "
+                         "measures nothing")
     check_image_fit(image_fit)
     if not datasets:
         raise ValueError("give at least one dataset")
-    judge = RuleJudge() if judge is None else judge
-    if max_new_tokens is None:
-        max_new_tokens = training_length(model_or_path if isinstance(model_or_path, (str, Path)) else None)
-    conds = conditions(settings, levels)
+    if generator is None and model_or_path is None:
+        raise ValueError("give model_or_path or a generator")
     split_list = list(splits) if splits is not None else [None]
     if len(split_list) == 1:
         split_list = split_list * len(datasets)
     if len(split_list) != len(datasets):
         raise ValueError(f"give one split for all datasets or one per dataset: {len(split_list)} splits for "
                          f"{len(datasets)} datasets")
+    if generator is None and isinstance(model_or_path, (str, Path)):
+        check_model_folder(model_or_path)
+    for spec in datasets:
+        if isinstance(spec, str) and spec != SYNTHETIC:
+            benchmark, source = parse_data_arg(spec)
+            resolve_benchmark(source, benchmark)  # neither a benchmark nor a path: fails before any folder is made
+    if max_new_tokens is None:
+        max_new_tokens = training_length(model_or_path if isinstance(model_or_path, (str, Path)) else None)
+    out = check_writable_dir(out_dir) if out_dir is not None else None
+    with locked_out_dir(out) if out is not None else contextlib.nullcontext():
+        return _evaluate(
+            model_or_path, datasets, splits=split_list, settings=settings, levels=levels, limit=limit,
+            batch_size=batch_size, out=out, seed=seed, max_new_tokens=max_new_tokens, judge=judge,
+            generator=generator, backend=backend, model_name=model_name, progress=progress, report=report,
+            image_fit=image_fit, engine=engine,
+        )
+
+
+def _evaluate(
+    model_or_path: str | Path | tuple[Any, Any] | None,
+    datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
+    *,
+    splits: list[str | None],
+    settings: Sequence[str],
+    levels: Sequence[int],
+    limit: int | None,
+    batch_size: int,
+    out: Path | None,
+    seed: int,
+    max_new_tokens: int,
+    judge: Any,
+    generator: Generator | None,
+    backend: Backend,
+    model_name: str | None,
+    progress: bool,
+    report: bool,
+    image_fit: str,
+    engine: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """:func:`evaluate` once its arguments are checked and its output folder (if any) is locked."""
+    judge = RuleJudge() if judge is None else judge
+    conds = conditions(settings, levels)
     if model_name is None:
         model_name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else "model"
+    from_folder = isinstance(model_or_path, (str, Path)) and Path(model_or_path).is_dir()
     config = {
         "model": str(model_or_path) if isinstance(model_or_path, (str, Path)) else model_name,
+        "model_hash": model_fingerprint(model_or_path) if from_folder else None,
         "model_name": model_name, "datasets": [d if isinstance(d, str) else d[0] for d in datasets],
-        "splits": split_list, "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
+        "splits": list(splits), "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
         "seed": seed, "max_new_tokens": max_new_tokens, "judge": getattr(judge, "name", type(judge).__name__),
     }
-    out = Path(out_dir) if out_dir is not None else None
+    run_id = identity_digest({k: config[k] for k in RESUME_KEYS})
+    config["run_id"] = run_id
     records_path = out / "records.jsonl" if out is not None else None
     start = time.perf_counter()
-    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, split_list)]
+    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, splits)]
+    empty = [f"{item.name} ({len(item.skipped)} row(s) skipped)" for item in data if len(item.dataset) == 0]
+    if empty:
+        raise ValueError(f"nothing to evaluate: no usable row in {', '.join(empty)}")
     if out is not None:
         _check_resume(out, config)
     existing = read_records(records_path) if records_path is not None else []
-    done = {record_key(r): r for r in existing}
+    done = {record_key(r): r for r in existing if r.get("run") == run_id}
+    dropped = {"other_run": len(existing) - len(done), "changed_row": 0}
     if generator is None:
-        if model_or_path is None:
-            raise ValueError("give model_or_path or a generator")
         generator, config["backend"] = build_generator(
             model_or_path, backend=backend, max_new_tokens=max_new_tokens,
             max_images=max(_max_images(item.dataset) for item in data), **(engine or {}),
@@ -308,40 +376,56 @@ def evaluate(
     image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
     results: list[dict[str, Any]] = []
     skipped: dict[str, list[dict[str, str]]] = {}
+    stale: set[tuple[Any, ...]] = set()
+    plans: list[tuple[EvalData, _Examples, list[str], list[tuple[int, Condition]]]] = []
     generated = reused = 0
     for item in data:
         skipped[item.name] = list(item.skipped)
         examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
+        digests = examples.digests()
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
             for condition in conds:
                 key = (item.name, example_id, condition.setting, condition.type, condition.level)
-                if key in done:
-                    results.append(done[key])
+                previous = done.get(key)
+                if previous is not None and previous.get("row") == digests[index]:
+                    results.append(previous)
                     reused += 1
                 else:
+                    if previous is not None:
+                        stale.add(key)
                     work.append((index, condition))
+        plans.append((item, examples, digests, work))
+    dropped["changed_row"] = len(stale)
+    if records_path is not None and (dropped["other_run"] or stale):
+        write_records(records_path, [r for r in existing if r.get("run") == run_id and record_key(r) not in stale])
+
+    for item, examples, digests, work in plans:
         total = len(examples.ids) * len(conds)
         with tqdm(total=total, initial=total - len(work), desc=f"eval {item.name}", disable=not progress,
                   unit="item") as bar:
             for begin in range(0, len(work), batch_size):
                 chunk = work[begin : begin + batch_size]
-                views = [v for v in (examples.view(i, c, seed=seed) for i, c in chunk) if v is not None]
+                views = [(v, digests[i]) for v, i in ((examples.view(i, c, seed=seed), i) for i, c in chunk)
+                         if v is not None]
                 if views:
-                    images = [v.images[0] if len(v.images) == 1 else v.images for v in views]
-                    completions = generator([v.example["prompt"] for v in views], images)
+                    images = [v.images[0] if len(v.images) == 1 else v.images for v, _ in views]
+                    completions = generator([v.example["prompt"] for v, _ in views], images)
                     if len(completions) != len(views):
                         raise RuntimeError(
                             f"the generator returned {len(completions)} completions for {len(views)} prompts"
                         )
                     completions = [c if isinstance(c, Completion) else Completion(c, None) for c in completions]
-                    records = [_record(item.name, v, completion, judge(completion.text, v.example))
-                               for v, completion in zip(views, completions)]
+                    records = [{**_record(item.name, v, completion, judge(completion.text, v.example)), "run": run_id,
+                                "row": digest} for (v, digest), completion in zip(views, completions)]
                     if records_path is not None:
                         append_records(records_path, records)
                     results.extend(records)
                     generated += len(records)
                 bar.update(len(chunk))
+    if not results:
+        reasons = sorted({s["reason"] for v in skipped.values() for s in v})
+        raise ValueError(f"nothing was evaluated: every row was skipped ({'; '.join(reasons) or 'no row'})")
 
     summary = aggregate(results)
     summary["robustness"] = robustness_summary(results)
@@ -357,7 +441,8 @@ def evaluate(
         truncated={name: sum(1 for r in results if r["benchmark"] == name and r.get("truncated"))
                    for name in skipped},
         counts={"records": len(results), "generated": generated, "reused": reused,
-                "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()}},
+                "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()},
+                "regenerated": dropped},
         seconds=round(time.perf_counter() - start, 2),
         **provenance(),
     )

@@ -11,9 +11,11 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from roma.models.builder import BUILD_INFO_FILE, TinyQwen3VLSpec, build_tiny_qwen3vl
+from roma.preflight import check_writable_dir
 
 
 def _str_to_bool(value: str) -> bool:
@@ -60,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     spec_values["deepstack_layers"] = tuple(spec_values["deepstack_layers"])
     try:
         spec = TinyQwen3VLSpec(**spec_values)
+        out = Path(args.out)
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise ValueError(f"{out} is not empty; pass --overwrite to replace its files")
+        check_writable_dir(out)
     except ValueError as error:
         print(f"roma build-model: {error}", file=sys.stderr)
         return 2
-    out_dir = build_tiny_qwen3vl(args.out, seed=args.seed, spec=spec, overwrite=args.overwrite)
+    out_dir = build_tiny_qwen3vl(out, seed=args.seed, spec=spec, overwrite=args.overwrite)
     info = json.loads((out_dir / BUILD_INFO_FILE).read_text(encoding="utf-8"))
     params = info["parameters"]
     print(

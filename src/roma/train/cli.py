@@ -18,7 +18,8 @@ unknown key is an error. The run:
 3. adds the vision special tokens to ``generation_kwargs["suppress_tokens"]`` (transformers generation
    only; TRL's own list, which these replace, holds the image token alone);
 4. trains :class:`roma.train.RomaTrainer`, resuming from ``resume_from_checkpoint`` (a checkpoint folder,
-   or ``last`` for the newest ``checkpoint-*`` of ``output_dir``);
+   or ``last`` for the newest *complete* ``checkpoint-*`` of ``output_dir``: one whose
+   ``trainer_state.json``, written last, is readable; newer incomplete ones are named and skipped);
 5. writes ``config.yaml`` (the resolved configuration, re-usable as ``--config``), ``run_info.json``
    (package versions, git commit, command) and the final model and processor to ``output_dir``.
 """
@@ -26,12 +27,14 @@ unknown key is an error. The run:
 import argparse
 import copy
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roma.preflight import check_field_types, check_writable_dir, load_yaml_mapping, looks_like_hub_id
 from roma.train.config import RomaConfig
 
 LAST_CHECKPOINT = "last"
@@ -107,7 +110,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RomaConfig, Any, Data
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        load_yaml_mapping(args[args.index("--config") + 1])  # a repeated key or invalid YAML: ValueError
     training_args, model_args, data_args = parser.parse_args_and_config(args=args)
+    for parsed in (training_args, model_args, data_args):
+        check_field_types(parsed)
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is required (a model folder, or a hub id on a machine with a hub)")
     return training_args, model_args, data_args
@@ -160,7 +167,11 @@ def load_train_dataset(data_args: DataArguments) -> Any:
 
 
 def check_data_args(data_args: DataArguments) -> None:
-    """``ValueError`` for a dataset option that the chosen dataset would ignore."""
+    """``ValueError`` for a dataset option that the chosen dataset would ignore, or a size below 1."""
+    for name in ("dataset_size", "dataset_limit", "synthetic_image_size"):
+        value = getattr(data_args, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1 (or unset), got {value!r}: a run on 0 examples trains nothing")
     if data_args.dataset_name == "synthetic":
         if data_args.dataset_limit is not None:
             raise ValueError("dataset_limit applies to benchmarks; for the synthetic suite set dataset_size")
@@ -168,6 +179,13 @@ def check_data_args(data_args: DataArguments) -> None:
         ignored = [name for name in SYNTHETIC_ONLY if getattr(data_args, name) is not None]
         if ignored:
             raise ValueError(f"{ignored} apply to dataset_name='synthetic' only, not to {data_args.dataset_name!r}")
+
+
+def check_budget(training_args: RomaConfig) -> None:
+    """``ValueError`` for a run that would train 0 steps (``max_steps`` unset and ``num_train_epochs`` <= 0)."""
+    if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise ValueError(f"max_steps={training_args.max_steps} and num_train_epochs={training_args.num_train_epochs} "
+                         "train 0 steps: set max_steps >= 1 or num_train_epochs > 0")
 
 
 def reward_functions(names: Sequence[str]) -> list[Any]:
@@ -180,24 +198,68 @@ def reward_functions(names: Sequence[str]) -> list[Any]:
     return [REWARD_FUNCS[name] for name in names]
 
 
-def resolve_checkpoint(value: str | None, output_dir: str) -> str | bool | None:
-    """``resume_from_checkpoint`` as Trainer.train takes it: ``last`` → True (newest in output_dir)."""
+def is_complete_checkpoint(folder: str | Path) -> bool:
+    """Whether a checkpoint folder was saved to the end: ``trainer_state.json`` exists and parses.
+
+    transformers' ``Trainer._save_checkpoint`` writes the model, then the optimizer, scheduler and RNG
+    states, and ``trainer_state.json`` last; a save killed midway leaves a folder without it (or with a
+    truncated one), from which a resume crashes.
+    """
+    state = Path(folder) / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _checkpoint_step(folder: Path) -> int:
+    suffix = folder.name.removeprefix("checkpoint-")
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[Path]]:
+    """``(newest complete checkpoint-<step> folder of output_dir or None, the newer incomplete ones skipped)``."""
+    folders = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and _checkpoint_step(p) >= 0),
+                     key=_checkpoint_step, reverse=True)
+    skipped = []
+    for folder in folders:
+        if is_complete_checkpoint(folder):
+            return folder, skipped
+        skipped.append(folder)
+    return None, skipped
+
+
+def resolve_checkpoint(value: str | None, output_dir: str, *, log: Any = None) -> str | None:
+    """``resume_from_checkpoint`` as Trainer.train takes it: ``last`` → the newest *complete* checkpoint folder.
+
+    ``log`` (e.g. ``print``) is told which incomplete checkpoints were skipped. ``ValueError`` when there is
+    no complete checkpoint to resume from, or a named folder is not a complete checkpoint.
+    """
     if value is None:
         return None
     if value == LAST_CHECKPOINT:
-        if not any(Path(output_dir).glob("checkpoint-*")):
-            raise ValueError(f"resume_from_checkpoint='last' but {output_dir} holds no checkpoint-* folder")
-        return True
+        folder, skipped = latest_complete_checkpoint(output_dir)
+        names = ", ".join(p.name for p in skipped)
+        if folder is None:
+            why = f" (incomplete, no readable trainer_state.json: {names})" if skipped else ""
+            raise ValueError(f"resume_from_checkpoint='last' but {output_dir} holds no complete checkpoint-* folder{why}")
+        if skipped and log is not None:
+            log(f"roma train: skipped incomplete checkpoint(s) {names} (no readable trainer_state.json: a save was "
+                f"interrupted); resuming from {folder.name}")
+        return str(folder)
     if not Path(value).is_dir():
         raise ValueError(f"resume_from_checkpoint={value!r} is not a checkpoint folder (or use 'last')")
+    if not is_complete_checkpoint(value):
+        raise ValueError(f"resume_from_checkpoint={value!r} is incomplete (no readable trainer_state.json: its save "
+                         "was interrupted); use an earlier checkpoint or 'last'")
     return value
 
 
 def check_model_path(model_args: Any, data_args: DataArguments) -> None:
     """``ValueError`` for a local-looking model path that does not exist and will not be built."""
     path = model_args.model_name_or_path
-    looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-    if not Path(path).exists() and not data_args.build_tiny_model and not looks_like_hub_id:
+    if not Path(path).exists() and not data_args.build_tiny_model and not looks_like_hub_id(path):
         raise ValueError(
             f"model_name_or_path {path!r} does not exist; train the SFT base first (roma sft --config "
             "configs/tiny-sft.yaml writes runs/sft/model) or pass --build_tiny_model true for a random tiny model"
@@ -244,7 +306,7 @@ def resolved_config(training_args: RomaConfig, model_args: Any, data_args: DataA
 class ValidatedRun:
     """What :func:`validate` resolves from the three parsed configurations, which it leaves untouched."""
 
-    checkpoint: str | bool | None  # resume_from_checkpoint as Trainer.train takes it
+    checkpoint: str | None  # resume_from_checkpoint as Trainer.train takes it (a complete checkpoint folder)
     rewards: list[Any]  # the reward functions of data_args.reward_funcs
     model_init_kwargs: dict[str, Any]  # how TRL loads the policy (RomaConfig's merged with ModelConfig's)
 
@@ -253,8 +315,11 @@ def validate(training_args: RomaConfig, model_args: Any, data_args: DataArgument
     """Every check of a ``roma train`` run, once, before anything is built; ``ValueError`` naming the
     first bad setting. (RomaConfig, ModelConfig and DataArguments validate their own fields at parsing.)"""
     check_model_path(model_args, data_args)
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    main_process = os.environ.get("RANK", "0") == "0"  # say once which incomplete checkpoints are skipped
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
+                                    log=print if main_process else None)
     check_data_args(data_args)
+    check_budget(training_args)
     rewards = reward_functions(data_args.reward_funcs)
     return ValidatedRun(checkpoint, rewards, merged_model_init_kwargs(training_args, model_args))
 
@@ -264,8 +329,10 @@ def run(training_args: RomaConfig, model_args: Any, data_args: DataArguments) ->
     return execute(training_args, model_args, data_args, validate(training_args, model_args, data_args))
 
 
-def execute(training_args: RomaConfig, model_args: Any, data_args: DataArguments, validated: ValidatedRun) -> Path:
-    """Train a :func:`validate`-d run; return ``output_dir``. The parsed configurations are not modified:
+def execute(training_args: RomaConfig, model_args: Any, data_args: DataArguments, validated: ValidatedRun, *,
+            train_dataset: Any = None) -> Path:
+    """Train a :func:`validate`-d run; return ``output_dir``. ``train_dataset``: the training set when already
+    read (:func:`load_train_dataset`). The parsed configurations are not modified:
     the trainer gets a copy of ``training_args`` with the resolved ``model_init_kwargs`` and
     ``generation_kwargs`` (plus the vision tokens to suppress)."""
     from accelerate import PartialState
@@ -282,7 +349,8 @@ def execute(training_args: RomaConfig, model_args: Any, data_args: DataArguments
             if not Path(model_path).exists():
                 build_tiny_qwen3vl(model_path, seed=training_args.seed)
 
-    train_dataset = load_train_dataset(data_args)
+    if train_dataset is None:
+        train_dataset = load_train_dataset(data_args)
     processor = AutoProcessor.from_pretrained(
         model_path, revision=model_args.model_revision, padding_side="left", truncation_side="left"
     )
@@ -350,10 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         training_args, model_args, data_args = parse_args(argv)
         validated = validate(training_args, model_args, data_args)
+        check_writable_dir(training_args.output_dir, what="output_dir")
+        # the data is read before any model is built or loaded: an unusable dataset is one line too
+        train_dataset = load_train_dataset(data_args)
     except ValueError as err:
         print(f"roma train: {err}", file=sys.stderr)
         return 2
-    execute(training_args, model_args, data_args, validated)
+    execute(training_args, model_args, data_args, validated, train_dataset=train_dataset)
     return 0
 
 

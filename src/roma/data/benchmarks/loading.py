@@ -212,9 +212,14 @@ def read_benchmark(
     rows = source.rows
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows)))) if isinstance(rows, datasets.Dataset) else rows[:limit]
+    where = f"{spec.name} ({source.split} split of {source.origin})"
+    if len(rows) == 0:
+        raise ValueError(f"{where}: read 0 rows (an empty file or split), so there is no row to use")
     examples, skipped, meta = normalize_rows(rows, spec)
-    check_skipped_share(f"{spec.name} ({source.split} split of {source.origin})", len(rows), skipped,
-                        max_skipped_share)
+    check_skipped_share(where, len(rows), skipped, max_skipped_share)
+    if not examples:  # every row skipped, and max_skipped_share allowed it
+        raise ValueError(f"{where}: read {len(rows)} row(s) and none is usable; first: {skipped[0].id} "
+                         f"({skipped[0].reason})")
     columns = FEATURES
     if examples and "images" in examples[0]:  # a source of image lists keeps them (TRL's `images` column)
         columns = datasets.Features({("images" if k == "image" else k): (datasets.List(v) if k == "image" else v)
