@@ -343,6 +343,68 @@ def _evaluate(
     """:func:`evaluate` once its arguments are checked and its output folder (if any) is locked."""
     judge = RuleJudge() if judge is None else judge
     conds = conditions(settings, levels)
+    config = _run_config(model_or_path, datasets, model_name=model_name, splits=splits, settings=settings,
+                         levels=levels, limit=limit, batch_size=batch_size, seed=seed,
+                         max_new_tokens=max_new_tokens, judge=judge)
+    run_id = config["run_id"]
+    records_path = out / "records.jsonl" if out is not None else None
+    start = time.perf_counter()
+    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, splits)]
+    empty = [f"{item.name} ({len(item.skipped)} row(s) skipped)" for item in data if len(item.dataset) == 0]
+    if empty:
+        raise ValueError(f"nothing to evaluate: no usable row in {', '.join(empty)}")
+    if out is not None:
+        _check_resume(out, config)
+    existing = read_records(records_path) if records_path is not None else []
+    if generator is None:
+        generator, config["backend"] = build_generator(
+            model_or_path, backend=backend, max_new_tokens=max_new_tokens,
+            max_images=max(_max_images(item.dataset) for item in data), **(engine or {}),
+        )
+
+    # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
+    image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
+    plan = _plan_work(data, conds, existing, run_id=run_id, image_processor=image_processor, image_fit=image_fit)
+    if records_path is not None and (plan.dropped["other_run"] or plan.dropped["changed_row"]):
+        write_records(records_path, [r for r in existing if r.get("run") == run_id and record_key(r) not in plan.stale])
+    results = list(plan.reused)
+    generated = 0
+    for item, examples, digests, work in plan.work:
+        records = _generate(item, examples, digests, work, n_conditions=len(conds), generator=generator,
+                            judge=judge, run_id=run_id, seed=seed, batch_size=batch_size,
+                            records_path=records_path, progress=progress)
+        results.extend(records)
+        generated += len(records)
+    if not results:
+        reasons = sorted({s["reason"] for v in plan.skipped.values() for s in v})
+        raise ValueError(f"nothing was evaluated: every row was skipped ({'; '.join(reasons) or 'no row'})")
+
+    summary = _summarize(results, config, data, plan, generated=generated, seconds=time.perf_counter() - start)
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if report:
+            from roma.eval.report import write_report
+
+            write_report(summary, out)
+    return summary
+
+
+def _run_config(
+    model_or_path: str | Path | tuple[Any, Any] | None,
+    datasets: Sequence[str | tuple[str, hf_datasets.Dataset]],
+    *,
+    model_name: str | None,
+    splits: list[str | None],
+    settings: Sequence[str],
+    levels: Sequence[int],
+    limit: int | None,
+    batch_size: int,
+    seed: int,
+    max_new_tokens: int,
+    judge: Any,
+) -> dict[str, Any]:
+    """The run's configuration as ``summary.json`` records it, with ``run_id``: the digest of its
+    :data:`RESUME_KEYS` (model fingerprint included) that every record of this run is stamped with."""
     if model_name is None:
         model_name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else "model"
     from_folder = isinstance(model_or_path, (str, Path)) and Path(model_or_path).is_dir()
@@ -353,35 +415,40 @@ def _evaluate(
         "splits": list(splits), "settings": list(settings), "levels": sorted(set(levels)), "limit": limit, "batch_size": batch_size,
         "seed": seed, "max_new_tokens": max_new_tokens, "judge": getattr(judge, "name", type(judge).__name__),
     }
-    run_id = identity_digest({k: config[k] for k in RESUME_KEYS})
-    config["run_id"] = run_id
-    records_path = out / "records.jsonl" if out is not None else None
-    start = time.perf_counter()
-    data = [load_eval_data(spec, limit=limit, split=split) for spec, split in zip(datasets, splits)]
-    empty = [f"{item.name} ({len(item.skipped)} row(s) skipped)" for item in data if len(item.dataset) == 0]
-    if empty:
-        raise ValueError(f"nothing to evaluate: no usable row in {', '.join(empty)}")
-    if out is not None:
-        _check_resume(out, config)
-    existing = read_records(records_path) if records_path is not None else []
-    done = {record_key(r): r for r in existing if r.get("run") == run_id}
-    dropped = {"other_run": len(existing) - len(done), "changed_row": 0}
-    if generator is None:
-        generator, config["backend"] = build_generator(
-            model_or_path, backend=backend, max_new_tokens=max_new_tokens,
-            max_images=max(_max_images(item.dataset) for item in data), **(engine or {}),
-        )
+    config["run_id"] = identity_digest({k: config[k] for k in RESUME_KEYS})
+    return config
 
-    # the model's image processor, whose pixel budget caps the images and whose limits decide what is skipped
-    image_processor = getattr(getattr(generator, "processor", None), "image_processor", None)
-    results: list[dict[str, Any]] = []
-    skipped: dict[str, list[dict[str, str]]] = {}
-    stale: set[tuple[Any, ...]] = set()
-    plans: list[tuple[EvalData, _Examples, list[str], list[tuple[int, Condition]]]] = []
-    generated = reused = 0
+
+@dataclass
+class _WorkPlan:
+    """What a run reuses and what it generates: per benchmark ``(item, examples, row digests, work)``
+    where ``work`` lists the ``(row index, condition)`` pairs to generate; ``reused`` the records
+    kept; ``stale`` the keys of records whose row changed; ``skipped`` the rows left out, per benchmark."""
+
+    work: list[tuple[EvalData, _Examples, list[str], list[tuple[int, Condition]]]]
+    reused: list[dict[str, Any]]
+    stale: set[tuple[Any, ...]]
+    skipped: dict[str, list[dict[str, str]]]
+    dropped: dict[str, int]
+
+
+def _plan_work(
+    data: list[EvalData],
+    conds: list[Condition],
+    existing: list[dict[str, Any]],
+    *,
+    run_id: str,
+    image_processor: Any,
+    image_fit: str,
+) -> _WorkPlan:
+    """Split every (row, condition) into reused (a record of this run for the same row content) and to
+    generate; a record of another run or of a changed row is never reused."""
+    done = {record_key(r): r for r in existing if r.get("run") == run_id}
+    plan = _WorkPlan(work=[], reused=[], stale=set(), skipped={},
+                     dropped={"other_run": len(existing) - len(done), "changed_row": 0})
     for item in data:
-        skipped[item.name] = list(item.skipped)
-        examples = _Examples(item.dataset, skipped[item.name], image_processor, image_fit)
+        plan.skipped[item.name] = list(item.skipped)
+        examples = _Examples(item.dataset, plan.skipped[item.name], image_processor, image_fit)
         digests = examples.digests()
         work: list[tuple[int, Condition]] = []
         for index, example_id in enumerate(examples.ids):
@@ -389,44 +456,70 @@ def _evaluate(
                 key = (item.name, example_id, condition.setting, condition.type, condition.level)
                 previous = done.get(key)
                 if previous is not None and previous.get("row") == digests[index]:
-                    results.append(previous)
-                    reused += 1
+                    plan.reused.append(previous)
                 else:
                     if previous is not None:
-                        stale.add(key)
+                        plan.stale.add(key)
                     work.append((index, condition))
-        plans.append((item, examples, digests, work))
-    dropped["changed_row"] = len(stale)
-    if records_path is not None and (dropped["other_run"] or stale):
-        write_records(records_path, [r for r in existing if r.get("run") == run_id and record_key(r) not in stale])
+        plan.work.append((item, examples, digests, work))
+    plan.dropped["changed_row"] = len(plan.stale)
+    return plan
 
-    for item, examples, digests, work in plans:
-        total = len(examples.ids) * len(conds)
-        with tqdm(total=total, initial=total - len(work), desc=f"eval {item.name}", disable=not progress,
-                  unit="item") as bar:
-            for begin in range(0, len(work), batch_size):
-                chunk = work[begin : begin + batch_size]
-                views = [(v, digests[i]) for v, i in ((examples.view(i, c, seed=seed), i) for i, c in chunk)
-                         if v is not None]
-                if views:
-                    images = [v.images[0] if len(v.images) == 1 else v.images for v, _ in views]
-                    completions = generator([v.example["prompt"] for v, _ in views], images)
-                    if len(completions) != len(views):
-                        raise RuntimeError(
-                            f"the generator returned {len(completions)} completions for {len(views)} prompts"
-                        )
-                    completions = [c if isinstance(c, Completion) else Completion(c, None) for c in completions]
-                    records = [{**_record(item.name, v, completion, judge(completion.text, v.example)), "run": run_id,
-                                "row": digest} for (v, digest), completion in zip(views, completions)]
-                    if records_path is not None:
-                        append_records(records_path, records)
-                    results.extend(records)
-                    generated += len(records)
-                bar.update(len(chunk))
-    if not results:
-        reasons = sorted({s["reason"] for v in skipped.values() for s in v})
-        raise ValueError(f"nothing was evaluated: every row was skipped ({'; '.join(reasons) or 'no row'})")
 
+def _generate(
+    item: EvalData,
+    examples: _Examples,
+    digests: list[str],
+    work: list[tuple[int, Condition]],
+    *,
+    n_conditions: int,
+    generator: Generator,
+    judge: Any,
+    run_id: str,
+    seed: int,
+    batch_size: int,
+    records_path: Path | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Generate, judge and append (to ``records_path``) the records of one benchmark's ``work``, in
+    batches of ``batch_size`` views."""
+    out: list[dict[str, Any]] = []
+    total = len(examples.ids) * n_conditions
+    with tqdm(total=total, initial=total - len(work), desc=f"eval {item.name}", disable=not progress,
+              unit="item") as bar:
+        for begin in range(0, len(work), batch_size):
+            chunk = work[begin : begin + batch_size]
+            views = [(v, digests[i]) for v, i in ((examples.view(i, c, seed=seed), i) for i, c in chunk)
+                     if v is not None]
+            if views:
+                images = [v.images[0] if len(v.images) == 1 else v.images for v, _ in views]
+                completions = generator([v.example["prompt"] for v, _ in views], images)
+                if len(completions) != len(views):
+                    raise RuntimeError(
+                        f"the generator returned {len(completions)} completions for {len(views)} prompts"
+                    )
+                completions = [c if isinstance(c, Completion) else Completion(c, None) for c in completions]
+                records = [{**_record(item.name, v, completion, judge(completion.text, v.example)), "run": run_id,
+                            "row": digest} for (v, digest), completion in zip(views, completions)]
+                if records_path is not None:
+                    append_records(records_path, records)
+                out.extend(records)
+            bar.update(len(chunk))
+    return out
+
+
+def _summarize(
+    results: list[dict[str, Any]],
+    config: dict[str, Any],
+    data: list[EvalData],
+    plan: _WorkPlan,
+    *,
+    generated: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """``summary.json``: accuracy per condition (:func:`aggregate`), robustness and official metrics,
+    the run's configuration, what was skipped, judge errors, truncations and record counts."""
+    skipped = plan.skipped
     summary = aggregate(results)
     summary["robustness"] = robustness_summary(results)
     judge_errors = [{"benchmark": r["benchmark"], "id": r["id"], "type": r["type"], "level": r["level"],
@@ -440,16 +533,10 @@ def _evaluate(
         judge_errors=judge_errors,
         truncated={name: sum(1 for r in results if r["benchmark"] == name and r.get("truncated"))
                    for name in skipped},
-        counts={"records": len(results), "generated": generated, "reused": reused,
+        counts={"records": len(results), "generated": generated, "reused": len(plan.reused),
                 "skipped_examples": {k: len({s["id"] for s in v}) for k, v in skipped.items()},
-                "regenerated": dropped},
-        seconds=round(time.perf_counter() - start, 2),
+                "regenerated": plan.dropped},
+        seconds=round(seconds, 2),
         **provenance(),
     )
-    if out is not None:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if report:
-            from roma.eval.report import write_report
-
-            write_report(summary, out)
     return summary
