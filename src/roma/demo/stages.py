@@ -167,25 +167,6 @@ def eval_settings(config: DemoConfig) -> dict[str, Any]:
             "max_new_tokens": config.eval_max_new_tokens, "seed": config.eval_seed}
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """File and folder names of a demo's evaluations and report; suffixed by the split unless it is ``test``,
-    so a validation sweep can share the output folder (model, SFT and trainings) with the test results."""
-
-    eval_dir: str
-    report: str
-    summary: str
-    config: str
-    levels_png: str
-    curves_png: str
-
-    @classmethod
-    def of(cls, config: DemoConfig) -> Outputs:
-        suffix = "" if config.eval_split == "test" else f"-{config.eval_split}"
-        return cls(f"eval{suffix}", f"report{suffix}.md", f"demo-summary{suffix}.json", f"demo-config{suffix}.yaml",
-                   f"accuracy-vs-level{suffix}.png", f"training-curves{suffix}.png")
-
-
 class EvalData:
     """The evaluation split, generated once per demo run and only when an evaluation runs."""
 
